@@ -1,0 +1,106 @@
+"""A usearch vector index whose bytes only ever rest encrypted in the vault.
+
+Keys are integers (usearch's requirement); :class:`VectorIndex` keeps the map
+between them and string ids (item ids, catalog ids) next to the vectors.
+
+Example::
+
+    >>> import numpy as np
+    >>> index = VectorIndex(dim=3)
+    >>> index.add(["a", "b"], np.eye(3, dtype=np.float32)[:2])
+    >>> [hit[0] for hit in index.search(np.array([1, 0, 0], dtype=np.float32), k=1)]
+    ['a']
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+from usearch.index import Index
+
+from .errors import LocalpersError
+
+
+class VectorIndex:
+    """Cosine-similarity search over string-keyed vectors, with add, remove and bytes round-trip."""
+
+    def __init__(self, dim: int, *, connectivity: int = 16, expansion_add: int = 128, expansion_search: int = 64) -> None:
+        self.dim = dim
+        self._opts = dict(connectivity=connectivity, expansion_add=expansion_add, expansion_search=expansion_search)
+        self.index = Index(ndim=dim, metric="cos", dtype="f32", **self._opts)
+        self._key_of: dict[str, int] = {}
+        self._id_of: dict[int, str] = {}
+        self._next = 1
+
+    def __len__(self) -> int:
+        return len(self._key_of)
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self._key_of
+
+    def ids(self) -> list[str]:
+        return list(self._key_of)
+
+    def add(self, ids: list[str], vectors: np.ndarray) -> None:
+        """Add (or replace) vectors for ``ids``."""
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+        if vectors.shape[1] != self.dim:
+            raise LocalpersError(f"vectors have {vectors.shape[1]} dimensions; this index holds {self.dim}")
+        self.remove([i for i in ids if i in self._key_of])
+        keys = np.arange(self._next, self._next + len(ids), dtype=np.uint64)
+        self._next += len(ids)
+        for item_id, key in zip(ids, keys):
+            self._key_of[item_id] = int(key)
+            self._id_of[int(key)] = item_id
+        if len(ids):
+            self.index.add(keys, vectors)
+
+    def remove(self, ids: list[str]) -> None:
+        for item_id in ids:
+            key = self._key_of.pop(item_id, None)
+            if key is not None:
+                del self._id_of[key]
+                self.index.remove(key)
+
+    def search(self, vector: np.ndarray, k: int = 10, *, exact: bool = False) -> list[tuple[str, float]]:
+        """The ``k`` nearest ids with cosine similarity (1 = same direction)."""
+        if not self._key_of or k <= 0:
+            return []
+        matches = self.index.search(np.asarray(vector, dtype=np.float32).reshape(-1), min(k, len(self)), exact=exact)
+        return [(self._id_of[int(key)], 1.0 - float(dist))
+                for key, dist in zip(matches.keys, matches.distances) if int(key) in self._id_of]
+
+    def vectors(self, ids: list[str]) -> np.ndarray:
+        """The stored vectors of ``ids`` (rows in the same order)."""
+        if not ids:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        keys = np.array([self._key_of[i] for i in ids], dtype=np.uint64)
+        return np.asarray(self.index.get(keys), dtype=np.float32).reshape(len(ids), self.dim)
+
+    # ------------------------------------------------------------------ persistence
+
+    def to_bytes(self) -> bytes:
+        """Index and id map in one byte string (the caller encrypts it)."""
+        header = json.dumps({"dim": self.dim, "next": self._next, "opts": self._opts, "ids": self._key_of}).encode()
+        return struct.pack("<I", len(header)) + header + bytes(self.index.save())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "VectorIndex":
+        """Rebuild from :meth:`to_bytes`; raises LocalpersError when the bytes are damaged."""
+        try:
+            (n,) = struct.unpack("<I", data[:4])
+            header = json.loads(data[4:4 + n])
+            self = cls(header["dim"], **header["opts"])
+            self.index = Index.restore(data[4 + n:], view=False)
+            if self.index is None:
+                raise ValueError("usearch could not restore the index")
+            self._key_of = {k: int(v) for k, v in header["ids"].items()}
+            self._id_of = {v: k for k, v in self._key_of.items()}
+            self._next = header["next"]
+        except (ValueError, KeyError, struct.error, json.JSONDecodeError, TypeError) as exc:
+            raise LocalpersError(f"the vector index is damaged ({exc}); it will be rebuilt from the vault") from exc
+        if len(self.index) != len(self._key_of):
+            raise LocalpersError("the vector index does not match its id map; it will be rebuilt from the vault")
+        return self

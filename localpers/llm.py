@@ -1,0 +1,298 @@
+"""The local LLM: one llama.cpp model per process, shared by every caller.
+
+:class:`Engine` wraps ``llama_cpp.Llama`` with what a personal assistant needs:
+
+- streaming and non-streaming completion and chat, with stop sequences;
+- output constrained by a GBNF grammar or a JSON schema;
+- a lock, so two threads (say the TUI and a background job) never interleave tokens;
+- per-request LoRA adapters: each adapter file is loaded once and switched in for
+  the requests that name it; ``adapter=None`` gives exactly the base model.
+
+Example::
+
+    >>> from localpers.llm import Engine
+    >>> engine = Engine.shared("gemma3-270m")                         # doctest: +SKIP
+    >>> engine.complete("The capital of France is", max_tokens=5)      # doctest: +SKIP
+    ' Paris.'
+    >>> for piece in engine.stream("Dear Ada,", max_tokens=20):        # doctest: +SKIP
+    ...     print(piece, end="")
+    >>> engine.complete("Answer:", schema={"type": "object", "properties": {"ok": {"type": "boolean"}}})  # doctest: +SKIP
+    '{"ok": true}'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import models
+from .errors import LocalpersError
+from .paths import default_threads
+
+
+@dataclass
+class _LoadedAdapter:
+    path: Path
+    handle: Any  # llama_adapter_lora_p
+    scale: float
+
+
+class Engine:
+    """A GGUF model loaded once, with a lock and hot-swappable LoRA adapters."""
+
+    _shared: dict[tuple, "Engine"] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(
+        self,
+        model: str | Path = "gemma3-270m",
+        *,
+        n_ctx: int = 2048,
+        threads: int | None = None,
+        seed: int = 0,
+        verbose: bool = False,
+    ) -> None:
+        import llama_cpp  # imported here: loading the shared library takes a moment
+
+        self.model_path = models.ensure(model)
+        if not verbose:
+            _silence_llama_logs()
+        self.threads = threads or default_threads()
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(self.model_path),
+                n_ctx=n_ctx,
+                n_threads=self.threads,
+                n_threads_batch=self.threads,
+                seed=seed,
+                verbose=verbose,
+            )
+        except ValueError as exc:  # llama-cpp-python raises ValueError for unreadable models
+            raise LocalpersError(f"llama.cpp could not load {self.model_path}: {exc}") from exc
+        self.lock = threading.RLock()
+        self._adapters: dict[str, _LoadedAdapter] = {}
+        self._active: str | None = None
+
+    @classmethod
+    def shared(cls, model: str | Path = "gemma3-270m", **kwargs: Any) -> "Engine":
+        """The process-wide engine for ``model``: loaded on first call, reused after."""
+        key = (str(models.ensure(model)), tuple(sorted(kwargs.items())))
+        with cls._shared_lock:
+            if key not in cls._shared:
+                cls._shared[key] = cls(model, **kwargs)
+            return cls._shared[key]
+
+    # ------------------------------------------------------------------ adapters
+
+    def load_adapter(self, name: str, path: str | Path, *, scale: float = 1.0) -> None:
+        """Load a GGUF LoRA adapter once; later requests select it with ``adapter=name``.
+
+        llama.cpp reads the file while loading and keeps the weights in memory, so the
+        file may be deleted (or was a memfd) as soon as this returns.
+        """
+        import llama_cpp
+
+        with self.lock:
+            if name in self._adapters:
+                self.unload_adapter(name)
+            handle = llama_cpp.llama_adapter_lora_init(self.llm.model, str(path).encode())
+            if not handle:
+                raise LocalpersError(f"llama.cpp could not load the LoRA adapter {name!r}: is it a GGUF LoRA for this base model?")
+            self._adapters[name] = _LoadedAdapter(Path(path), handle, scale)
+
+    def unload_adapter(self, name: str) -> None:
+        import llama_cpp
+
+        with self.lock:
+            loaded = self._adapters.pop(name, None)
+            if loaded is None:
+                return
+            if self._active == name:
+                self._select(None)
+            free = getattr(llama_cpp, "llama_adapter_lora_free", None)
+            if free is not None:
+                free(loaded.handle)
+
+    @property
+    def adapters(self) -> list[str]:
+        return sorted(self._adapters)
+
+    @property
+    def active_adapter(self) -> str | None:
+        return self._active
+
+    def _select(self, name: str | None) -> None:
+        """Make ``name`` (or no adapter) active. Caller holds the lock."""
+        if name == self._active:
+            return
+        if name is not None and name not in self._adapters:
+            raise LocalpersError(f"no adapter named {name!r} is loaded; loaded: {', '.join(self._adapters) or 'none'}")
+        _set_adapters(self.llm.ctx, [] if name is None else [self._adapters[name]])
+        self._active = name
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the KV cache, so the next request is evaluated from scratch.
+
+        Needed after an adapter swap: cached keys/values were computed with the old weights.
+        """
+        with self.lock:
+            self.llm.reset()
+            with contextlib.suppress(Exception):
+                self.llm._ctx.memory_clear(True)
+
+    # ------------------------------------------------------------------ generation
+
+    def _sampling(self, *, temperature: float, top_p: float, top_k: int, repeat_penalty: float,
+                  stop: list[str] | None, schema: dict | None, grammar: str | None, seed: int | None) -> dict:
+        import llama_cpp
+
+        kwargs: dict[str, Any] = dict(temperature=temperature, top_p=top_p, top_k=top_k,
+                                      repeat_penalty=repeat_penalty, stop=stop or [])
+        if seed is not None:
+            kwargs["seed"] = seed
+        if schema is not None and grammar is not None:
+            raise LocalpersError("pass either a JSON schema or a grammar, not both")
+        if schema is not None:
+            kwargs["grammar"] = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        elif grammar is not None:
+            kwargs["grammar"] = llama_cpp.LlamaGrammar.from_string(grammar, verbose=False)
+        return kwargs
+
+    def stream(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 0.95,
+        top_k: int = 40,
+        repeat_penalty: float = 1.1,
+        stop: list[str] | None = None,
+        schema: dict | None = None,
+        grammar: str | None = None,
+        adapter: str | None = None,
+        seed: int | None = None,
+    ) -> Iterator[str]:
+        """Yield the completion of ``prompt`` piece by piece.
+
+        The engine stays locked until the generator finishes or is closed, so other
+        callers wait their turn instead of interleaving with this one.
+        """
+        sampling = self._sampling(temperature=temperature, top_p=top_p, top_k=top_k, repeat_penalty=repeat_penalty,
+                                  stop=stop, schema=schema, grammar=grammar, seed=seed)
+        with self.lock:
+            self._select(adapter)
+            self._check_length(prompt, max_tokens)
+            for chunk in self.llm.create_completion(prompt, max_tokens=max_tokens, stream=True, **sampling):
+                text = chunk["choices"][0]["text"]
+                if text:
+                    yield text
+
+    def complete(self, prompt: str, **kwargs: Any) -> str:
+        """The whole completion of ``prompt`` (same options as :meth:`stream`)."""
+        return "".join(self.stream(prompt, **kwargs))
+
+    def chat(self, messages: list[dict[str, str]], *, stream: bool = False, **kwargs: Any) -> str | Iterator[str]:
+        """Complete a chat with the model's own chat template.
+
+        ``messages`` is a list of ``{"role": "system"|"user"|"assistant", "content": ...}``.
+        """
+        prompt = self.chat_prompt(messages)
+        return self.stream(prompt, **kwargs) if stream else self.complete(prompt, **kwargs)
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        """The prompt text the model's chat template makes of ``messages``."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            # Base models without a template: a plain, readable transcript.
+            lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+            return "\n\n".join(lines) + "\n\nAssistant:"
+        formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=self._token_text(self.llm.token_eos()),
+            bos_token=self._token_text(self.llm.token_bos()),
+            add_generation_prompt=True,
+        )
+        result = formatter(messages=messages)
+        return result.prompt
+
+    def _token_text(self, token: int) -> str:
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
+
+    # ------------------------------------------------------------------ helpers
+
+    def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    def _check_length(self, prompt: str, max_tokens: int) -> None:
+        n = self.count_tokens(prompt)
+        if n + max_tokens > self.llm.n_ctx():
+            raise LocalpersError(
+                f"prompt is {n} tokens; with max_tokens={max_tokens} it exceeds the context of {self.llm.n_ctx()} "
+                "tokens: shorten the input or raise context_size in config.toml"
+            )
+
+    def next_token_logits(self, prompt: str, *, adapter: str | None = None) -> np.ndarray:
+        """Logits over the vocabulary for the token after ``prompt`` (used to verify adapters)."""
+        with self.lock:
+            self._select(adapter)
+            self.reset()
+            import llama_cpp
+
+            self.llm.eval(self.tokenize(prompt))
+            # llama-cpp-python no longer copies logits into .scores unless logits_all; read the last row directly.
+            pointer = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+            logits = np.ctypeslib.as_array(pointer, shape=(self.llm.n_vocab(),)).astype(np.float32, copy=True)
+            self.reset()
+            return logits
+
+
+_log_callback: Any = None
+
+
+def _silence_llama_logs() -> None:
+    """Route llama.cpp's stderr chatter to nowhere (it would scribble over the TUI)."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def _ignore(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        return None
+
+    _log_callback = _ignore  # keep a reference: ctypes callbacks must outlive their registration
+    llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+
+
+def _set_adapters(ctx: Any, adapters: list[_LoadedAdapter]) -> None:
+    """Attach exactly ``adapters`` to the context, across llama.cpp API versions."""
+    import llama_cpp
+
+    plural = getattr(llama_cpp, "llama_set_adapters_lora", None)
+    if plural is not None:  # newer llama.cpp: set the whole list at once
+        n = len(adapters)
+        handles = (llama_cpp.llama_adapter_lora_p_ctypes * max(n, 1))(*[a.handle for a in adapters])
+        scales = (ctypes.c_float * max(n, 1))(*[a.scale for a in adapters])
+        rc = plural(ctx, handles, n, scales)
+    else:  # older llama.cpp: clear, then add one by one
+        llama_cpp.llama_clear_adapter_lora(ctx)
+        rc = 0
+        for a in adapters:
+            rc = rc or llama_cpp.llama_set_adapter_lora(ctx, a.handle, a.scale)
+    if rc != 0:
+        raise LocalpersError(f"llama.cpp refused the LoRA adapter (code {rc}); was it trained for this base model?")

@@ -1,0 +1,114 @@
+"""Where localpers keeps its files, and its TOML config.
+
+Everything lives under one data directory:
+
+- ``$LOCALPERS_HOME`` when set (tests and the demo use this), else
+- the platform's user data directory (``~/.local/share/localpers`` on Linux, XDG aware).
+
+Layout::
+
+    <home>/config.toml        settings (no personal data)
+    <home>/users/<name>/      one encrypted vault per user
+
+Assembled base-model weights are public, so they live apart in the user cache
+directory (``~/.cache/localpers/models``, or ``$LOCALPERS_MODELS``) and are shared.
+
+Example::
+
+    >>> from localpers.paths import data_dir
+    >>> data_dir()  # doctest: +SKIP
+    PosixPath('/home/ada/.local/share/localpers')
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import platformdirs
+import tomli_w
+
+APP_NAME = "localpers"
+
+
+def data_dir() -> Path:
+    """The root of everything localpers stores (created on first use, mode 0700)."""
+    home = os.environ.get("LOCALPERS_HOME")
+    path = Path(home).expanduser() if home else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def models_dir() -> Path:
+    """Assembled model weights: public files, so not encrypted, and shared by every data directory.
+
+    ``$LOCALPERS_MODELS`` overrides; the default is the platform's user cache directory.
+    """
+    custom = os.environ.get("LOCALPERS_MODELS")
+    path = Path(custom).expanduser() if custom else Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)) / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def users_dir() -> Path:
+    path = data_dir() / "users"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def config_path() -> Path:
+    return data_dir() / "config.toml"
+
+
+def default_threads() -> int:
+    """Threads for llama.cpp and torch: every core we may use (llama.cpp's own default is half)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS and Windows have no sched_getaffinity
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class Config:
+    """Settings from ``config.toml``. Unknown keys are kept out; missing keys take these defaults.
+
+    Example ``config.toml``::
+
+        writer_model = "gemma3-270m"        # or a path to any GGUF file
+        playback_model = "smollm2-135m-instruct"
+        embedding_model = "all-minilm-l6-v2"
+        threads = 4
+        default_user = "ada"
+    """
+
+    writer_model: str = "gemma3-270m"
+    playback_model: str = "smollm2-135m-instruct"
+    embedding_model: str = "all-minilm-l6-v2"
+    threads: int = field(default_factory=default_threads)
+    context_size: int = 2048
+    default_user: str = ""
+    theme: str = "textual-dark"
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "Config":
+        """Read the config file; a missing file gives the defaults."""
+        path = path or config_path()
+        if not path.exists():
+            return cls()
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            from .errors import LocalpersError
+
+            raise LocalpersError(f"{path} is not valid TOML ({exc}); fix or delete it") from exc
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+    def save(self, path: Path | None = None) -> Path:
+        path = path or config_path()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(tomli_w.dumps(asdict(self)), encoding="utf-8")
+        os.replace(tmp, path)  # atomic: a crash never leaves half a config
+        return path
