@@ -22,7 +22,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import threading
@@ -146,8 +145,7 @@ class Engine:
         """
         with self.lock:
             self.llm.reset()
-            with contextlib.suppress(Exception):
-                self.llm._ctx.memory_clear(True)
+            self.llm._ctx.kv_cache_clear()
 
     # ------------------------------------------------------------------ generation
 
