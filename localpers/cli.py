@@ -56,12 +56,14 @@ def user_options(fn: Callable) -> Callable:
 def open_vault(user: str | None) -> Any:
     """Open ``user``'s vault, asking for the passphrase unless LOCALPERS_PASSPHRASE is set."""
     from .paths import Config
-    from .vault import DEMO_USER, require_user
+    from .vault import DEMO_USER, Vault, require_user
 
     user = user or Config.load().default_user or DEMO_USER
     passphrase = None
     if user != DEMO_USER:
-        passphrase = os.environ.get("LOCALPERS_PASSPHRASE") or click.prompt(f"Passphrase for {user}", hide_input=True)
+        passphrase = os.environ.get("LOCALPERS_PASSPHRASE") or None
+        if not passphrase and not Vault.keyring_unlocks(user):  # no prompt when the OS keyring unlocks it
+            passphrase = click.prompt(f"Passphrase for {user}", hide_input=True)
     return require_user(user, passphrase)
 
 

@@ -118,7 +118,10 @@ def calibrate(target_seconds: float = 0.5, *, max_memory_kib: int = 256 * 1024) 
         work = params.memory_kib * params.iterations * target_seconds / elapsed
         memory = int(min(max_memory_kib, max(MIN_MEMORY_KIB, work / MIN_ITERATIONS)))
         iterations = max(MIN_ITERATIONS, round(work / memory))
-        params = KDFParams(salt, memory, min(iterations, MAX_ITERATIONS), 1)
+        better = KDFParams(salt, memory, min(iterations, MAX_ITERATIONS), 1)
+        if better == params:  # already at the minimum (or the cap): nothing left to adjust
+            break
+        params = better
     return params
 
 

@@ -6,14 +6,6 @@ a :class:`Table`: its clear columns (ids, coarse times, kinds: what SQLite needs
 index and what reveals nothing of the content) and its secret columns (everything
 else). Secret values may be any JSON value or raw ``bytes``.
 
-What stays in the clear, and why:
-
-- row ids (random UUIDs or integers): needed to address rows, say nothing;
-- ``kind`` / ``source_type`` / ``signal`` / ``mode``: a small fixed vocabulary
-  ("email", "note", "rating", "compose"), needed to filter without decrypting;
-- ``created`` / ``time`` rounded to the day: needed for recency and "since" filters;
-- KDF parameters, the wrapped data key, the schema and key version.
-
 Example::
 
     >>> from localpers.vault import Vault
@@ -21,40 +13,127 @@ Example::
     >>> item_id = vault.items.insert({"kind": "note", "content": "Buy milk"})  # doctest: +SKIP
     >>> vault.items.get(item_id)["content"]                               # doctest: +SKIP
     'Buy milk'
+    >>> vault.close()                                                      # doctest: +SKIP
+
+Keys
+----
+A random 256-bit *data key* encrypts every field. It is stored only wrapped
+(AES-GCM) under a key derived from the passphrase with Argon2id; the Argon2id
+parameters are calibrated to about half a second on the machine that created the
+vault and never go below OWASP's minimum (19 MiB, 2 passes, 1 lane). Changing the
+passphrase rewraps the data key; no record is re-encrypted. Optionally a second
+wrapping under a random secret kept in the OS keyring allows unlocking without
+typing the passphrase (:meth:`Vault.enable_keyring`); the passphrase itself is
+never stored anywhere.
+
+Each field is sealed with a fresh random nonce and with associated data
+``table|column|row key|user|key version``: a ciphertext copied to another row,
+column, table or user's vault fails to decrypt (:class:`~localpers.errors.TamperedData`).
+Plaintexts are padded (:func:`localpers.crypto.pad`): a ciphertext's size tells only
+the rough size of what it hides (at least 64 bytes, then buckets at most 12% apart).
+
+What stays in the clear, and why
+--------------------------------
+Someone who copies the vault file learns the following, and nothing else:
+
+============  =====================================  ==========================================
+table         clear columns                          why they are clear
+============  =====================================  ==========================================
+meta          user name, schema and key version,     needed before the key exists: to check the
+              Argon2id parameters and salt, the      passphrase and migrate the schema. The
+              wrapped data key(s), a random vault    wrapped key is useless without the
+              id, demo flag, day of creation         passphrase (Argon2id makes guessing slow)
+items         id (random UUID), source_type, kind    address rows; filter by kind ("email",
+              ("email", "note"...), created (day)    "note") and recency without decrypting
+fingerprints  digest (HMAC-SHA256 under a key        deduplicate imports; an HMAC reveals
+              derived from the data key), item_id    nothing without the key
+interactions  id (counter), signal ("read",          filter by signal and time; *which* item
+              "rating"...), time (day)               and the value are sealed
+features      id, updated (day)                      the feature's name and value are sealed
+drafts        id, mode ("compose"...), created (day) every text is sealed
+ledger        id (counter), time (day)               what was revealed, to whom, why: sealed
+blobs         name (chosen by the code, e.g.         find a blob without decrypting them all;
+              "history-index"), updated (day), size  size shows in the file anyway
+cache         key (an HMAC), kind                    look up derived values by keyed hash
+imports       id, updated (day)                      the source path and progress are sealed
+============  =====================================  ==========================================
+
+Also visible: the number of rows in each table, and each ciphertext's padded
+size. The clear time columns (``created``, ``time``, ``updated``) are rounded down
+to the day on every write, whatever the caller passes (:func:`coarse_time`); exact
+times, when needed, go in a sealed column (``metadata``). Nothing else of a row is
+ever written unsealed.
+
+Erasing
+-------
+SQLite runs with ``secure_delete`` on, so a deleted row's bytes are overwritten
+in the database file, and with ``temp_store = MEMORY``, so sorts and VACUUM never
+spill to temp files. B-tree rebalancing can still leave a stale copy of a *moved*
+row in a page's free space, and the write-ahead log keeps old page images until a
+checkpoint. :meth:`Vault.scrub` (checkpoint, VACUUM, checkpoint with truncation)
+removes both; :meth:`Vault.erase_items` deletes items with everything that points
+at them and then scrubs; :meth:`Vault.erase_user` overwrites and removes the
+user's folder. Overwriting cannot reach blocks an SSD or copy-on-write file system
+has already remapped, but those only ever held ciphertext.
+
+Files and processes
+-------------------
+``<home>/users/<name>/vault.db`` (plus ``-wal``/``-shm`` while open) and
+``vault.lock``. One process at a time may open a vault (an advisory lock on
+``vault.lock``); a second gets :class:`~localpers.errors.VaultLocked`. Commits are
+atomic and durable (WAL, ``synchronous = FULL``): a crash at any point leaves the
+vault openable with every committed transaction intact.
+
+For libraries that only read files from a path (llama.cpp loading a LoRA adapter,
+usearch), :meth:`Vault.blob_file` hands out a decrypted copy that never reaches
+persistent storage: an anonymous in-memory file (``memfd_create``) on Linux;
+elsewhere a file in a fresh 0700 temporary directory that is removed as soon as
+the ``with`` block ends, so load and leave the block at once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
+from cryptography.exceptions import InvalidTag
 
 from . import crypto
-from .errors import LocalpersError, VaultError, VaultLocked, WrongPassphrase
+from .errors import LocalpersError, TamperedData, VaultError, VaultLocked, WrongPassphrase
 from .paths import users_dir
 
 SCHEMA_VERSION = 1
 DAY = 86400
 DEMO_USER = "demo"
 DEMO_PASSPHRASE = "demo"  # the demo vault is still encrypted; its passphrase is public on purpose
+KEYRING_SERVICE = "localpers"
+VAULT_FILE = "vault.db"
+LOCK_FILE = "vault.lock"
 _USER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
+_REQUIRED_META = ("user", "schema_version", "key_version", "kdf", "wrapped_key")
 
 
 def coarse_time(t: float | None = None) -> int:
-    """A timestamp rounded down to the day: enough for recency, little for profiling."""
+    """A timestamp rounded down to the day: enough for recency, little for profiling.
+
+    Example::
+
+        >>> coarse_time(1_700_000_123.4)
+        1699920000
+    """
     t = time.time() if t is None else t
     return int(t // DAY * DAY)
 
@@ -95,113 +174,264 @@ TABLES: dict[str, Table] = {
 }
 
 
+_json_decode = json.JSONDecoder().decode
+
+
 def _encode(value: Any) -> bytes:
-    # One type byte, so bytes (embeddings, files) stay compact and everything else is JSON.
+    # One type byte: text (the common case) and bytes (embeddings, files) are stored
+    # as they are, everything else as JSON. Then padding, so that the ciphertext's
+    # length hides the exact length of the value.
+    if isinstance(value, str):
+        return crypto.pad(b"S" + value.encode("utf-8"))
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return b"B" + bytes(value)
-    return b"J" + json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return crypto.pad(b"B" + bytes(value))
+    return crypto.pad(b"J" + json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
 
 def _decode(raw: bytes) -> Any:
-    return raw[1:] if raw[:1] == b"B" else json.loads(raw[1:].decode("utf-8"))
+    end = raw.rfind(0x80)  # crypto.unpad without its check of the zeros (authenticated anyway)
+    if end < 1:
+        raise TamperedData("bad padding in a decrypted field: the vault is corrupted")
+    kind = raw[0]
+    if kind == 0x53:  # "S"
+        return raw[1:end].decode("utf-8")
+    if kind == 0x42:  # "B"
+        return raw[1:end]
+    return _json_decode(raw[1:end].decode("utf-8"))
+
+
+# Clear columns that hold a time: always stored rounded down to the day (the policy
+# above), whatever the caller passes; exact times belong in a sealed column.
+COARSE_TIME_COLUMNS = frozenset({"created", "time", "updated"})
+
+
+def _clear_value(column: str, value: Any) -> Any:
+    if column in COARSE_TIME_COLUMNS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return coarse_time(value)
+    return value
+
+
+def _opens(aead: Any, box: bytes | None, aad: bytes) -> bool:
+    """Whether ``box`` decrypts (only used to name the culprit in an error message)."""
+    if box is None:
+        return True
+    try:
+        aead.decrypt(box[:crypto.NONCE_BYTES], box[crypto.NONCE_BYTES:], aad)
+    except (InvalidTag, ValueError, TypeError):
+        return False
+    return True
 
 
 class SealedTable:
     """Insert, read, update and delete rows of one table, sealing secret columns on the way.
 
     Rows go in and come out as plain dicts; only ciphertext ever reaches SQLite.
+
+    Example::
+
+        >>> n = vault.interactions.insert({"signal": "rating", "time": coarse_time(),   # doctest: +SKIP
+        ...                                "item": "movie:50", "value": 5})
+        >>> [r["value"] for r in vault.interactions.rows("signal = ?", ["rating"])]      # doctest: +SKIP
+        [5]
     """
 
     def __init__(self, vault: "Vault", spec: Table) -> None:
         self.vault = vault
         self.spec = spec
+        self._columns = (spec.pk, *spec.clear, *spec.secret)
+        self._clear_names = (spec.pk, *spec.clear)
+        # The associated data is ``table|column|key|user|key version`` (see Vault.seal);
+        # its fixed parts are built once here because they are needed for every field.
+        self._aad_prefix = {c: f"{spec.name}|{c}|".encode() for c in spec.secret}
+        self._aad_suffix = f"|{vault.user}|{vault.key_version}".encode()
+
+    def __repr__(self) -> str:
+        return f"<SealedTable {self.spec.name} of {self.vault.user!r}>"
 
     @property
     def table(self) -> sqlite_utils.db.Table:
+        """The underlying sqlite-utils table (its secret columns hold ciphertext)."""
         return self.vault.db[self.spec.name]
 
-    def _seal_row(self, row: dict) -> dict:
-        unknown = set(row) - {self.spec.pk, *self.spec.clear, *self.spec.secret}
+    # ------------------------------------------------------------------ sealing rows
+
+    def _check_columns(self, names: Iterable[str]) -> None:
+        unknown = set(names) - set(self._columns)
         if unknown:
             raise VaultError(f"table {self.spec.name} has no column(s) {', '.join(sorted(unknown))}")
-        pk = row[self.spec.pk]
-        out = {k: row.get(k) for k in (self.spec.pk, *self.spec.clear) if k in row}
-        for col in self.spec.secret:
-            if col in row and row[col] is not None:
-                out[col] = self.vault.seal(_encode(row[col]), self.spec.name, col, pk)
-        return out
 
-    def _open_row(self, raw: dict, columns: Iterable[str] | None = None) -> dict:
-        pk = raw[self.spec.pk]
-        out = {k: raw.get(k) for k in (self.spec.pk, *self.spec.clear)}
-        for col in self.spec.secret if columns is None else columns:
-            box = raw.get(col)
-            out[col] = None if box is None else _decode(self.vault.unseal(box, self.spec.name, col, pk))
-        return out
+    def _seal_value(self, column: str, value: Any, key: Any, nonce: bytes | None = None) -> bytes:
+        try:
+            plaintext = _encode(value)
+        except (TypeError, ValueError) as exc:
+            raise VaultError(f"{self.spec.name}.{column} takes JSON values or bytes ({exc})") from None
+        aead = self.vault._aead
+        if aead is None:
+            raise VaultError(f"the vault of {self.vault.user!r} is closed")
+        nonce = nonce or os.urandom(crypto.NONCE_BYTES)
+        aad = self._aad_prefix[column] + str(key).encode() + self._aad_suffix
+        return nonce + aead.encrypt(nonce, plaintext, aad)
+
+    def _sealed_tuple(self, row: dict) -> tuple:
+        key = row[self.spec.pk]
+        nonces = os.urandom(crypto.NONCE_BYTES * len(self.spec.secret))  # one system call per row, not per field
+        out = [key]
+        out += [_clear_value(c, row.get(c)) for c in self.spec.clear]
+        out += [None if row.get(c) is None else
+                self._seal_value(c, row[c], key, nonces[i * crypto.NONCE_BYTES:(i + 1) * crypto.NONCE_BYTES])
+                for i, c in enumerate(self.spec.secret)]
+        return tuple(out)
+
+    def _secret_columns(self, columns: Iterable[str] | None) -> tuple[str, ...]:
+        if columns is None:
+            return self.spec.secret
+        columns = list(columns)
+        self._check_columns(columns)
+        return tuple(c for c in columns if c in self.spec.secret)
+
+    def _select(self, secret: tuple[str, ...]) -> str:
+        return ", ".join(f"[{c}]" for c in (self.spec.pk, *self.spec.clear, *secret))
+
+    def _open(self, raw: tuple, secret: tuple[str, ...]) -> dict:
+        return self._open_many([raw], secret)[0]
+
+    def _open_many(self, raws: list[tuple], secret: tuple[str, ...]) -> list[dict]:
+        """Decrypt fetched rows, column by column: the hot path of every read.
+
+        Vault.unseal is inlined and the loops are comprehensions: per-field Python
+        overhead, not AES, is what bounds read speed here.
+        """
+        aead = self.vault._aead
+        if aead is None:
+            raise VaultError(f"the vault of {self.vault.user!r} is closed")
+        decrypt, n = aead.decrypt, crypto.NONCE_BYTES
+        outs = [dict(zip(self._clear_names, raw)) for raw in raws]
+        keys = [str(raw[0]).encode() + self._aad_suffix for raw in raws]
+        for j, col in enumerate(secret, start=len(self._clear_names)):
+            prefix = self._aad_prefix[col]
+            try:
+                plains = [None if raw[j] is None else decrypt(raw[j][:n], raw[j][n:], prefix + key)
+                          for raw, key in zip(raws, keys)]
+            except (InvalidTag, ValueError, TypeError):
+                culprit = next((raw[0] for raw, key in zip(raws, keys) if not _opens(aead, raw[j], prefix + key)), "?")
+                raise TamperedData(f"a ciphertext failed authentication ({self.spec.name}|{col}|{culprit}): "
+                                   "the vault was modified outside localpers or is corrupted") from None
+            for out, plain in zip(outs, plains):
+                out[col] = None if plain is None else _decode(plain)
+        return outs
+
+    # ------------------------------------------------------------------ writing
 
     def insert(self, row: dict, *, replace: bool = False) -> Any:
         """Insert one row and return its primary key (a new UUID / integer when absent)."""
         return self.insert_all([row], replace=replace)[0]
 
     def insert_all(self, rows: Iterable[dict], *, replace: bool = False) -> list[Any]:
-        keys: list[Any] = []
-        sealed = []
+        """Insert rows in one transaction; returns their keys. ``replace=True`` overwrites equal keys."""
+        rows = [dict(r) for r in rows]
         for row in rows:
-            row = dict(row)
-            if row.get(self.spec.pk) is None:
-                row[self.spec.pk] = self._next_key()
-            keys.append(row[self.spec.pk])
-            sealed.append(self._seal_row(row))
+            self._check_columns(row)
+        pk = self.spec.pk
+        marks = ", ".join("?" * len(self._columns))
+        sql = (f"insert {'or replace ' if replace else ''}into [{self.spec.name}] "
+               f"({self._select(self.spec.secret)}) values ({marks})")
         with self.vault.transaction():
-            # Integer keys are assigned above rather than by SQLite: the key is part of the AAD,
-            # so it must be known before sealing.
-            self.table.insert_all(sealed, pk=self.spec.pk, replace=replace, alter=False)
-        return keys
+            # Keys are assigned here rather than by SQLite: the key is part of the
+            # associated data, so it must be known before sealing.
+            missing = [r for r in rows if r.get(pk) is None]
+            for row, key in zip(missing, self._new_keys(len(missing), rows)):
+                row[pk] = key
+            try:
+                self.vault.db.conn.executemany(sql, [self._sealed_tuple(r) for r in rows])
+            except sqlite3.IntegrityError as exc:
+                raise VaultError(f"{self.spec.name}: a row with that key already exists ({exc}); "
+                                 "pass replace=True to overwrite") from None
+        return [r[pk] for r in rows]
 
-    def _next_key(self) -> Any:
-        if self.spec.pk_type is int:
-            row = self.vault.db.execute(f"select coalesce(max({self.spec.pk}), 0) + 1 from [{self.spec.name}]").fetchone()
-            return row[0]
-        return uuid.uuid4().hex
+    def _new_keys(self, n: int, batch: list[dict]) -> list[Any]:
+        if self.spec.pk_type is not int:
+            return [uuid.uuid4().hex for _ in range(n)]
+        (top,) = self.vault.db.conn.execute(f"select coalesce(max([{self.spec.pk}]), 0) from [{self.spec.name}]").fetchone()
+        given = [r[self.spec.pk] for r in batch if isinstance(r.get(self.spec.pk), int)]
+        start = max([top, *given]) + 1
+        return list(range(start, start + n))
 
     def update(self, key: Any, values: dict) -> None:
-        """Change some columns of one row (secret columns are resealed)."""
-        current = self.get(key)
-        if current is None:
-            raise VaultError(f"no row {key!r} in {self.spec.name}")
-        current.update(values)
-        with self.vault.transaction():
-            self.table.update(key, self._seal_row(current))
+        """Change some columns of one row (the secret ones among them are resealed).
 
-    def get(self, key: Any, columns: Iterable[str] | None = None) -> dict | None:
-        rows = list(self.vault.db.query(f"select * from [{self.spec.name}] where [{self.spec.pk}] = ?", [key]))
-        return self._open_row(rows[0], columns) if rows else None
-
-    def rows(self, where: str | None = None, params: Iterable[Any] = (), *, order_by: str | None = None,
-             limit: int | None = None, columns: Iterable[str] | None = None) -> Iterator[dict]:
-        """Iterate decrypted rows. ``where`` may only test clear columns.
-
-        ``columns`` limits which secret columns are decrypted (faster when you need one).
+        The primary key cannot change: it is bound into every ciphertext of the row.
         """
-        for raw in self.table.rows_where(where, list(params), order_by=order_by, limit=limit):
-            yield self._open_row(raw, columns)
-
-    def keys(self, where: str | None = None, params: Iterable[Any] = ()) -> list[Any]:
-        return [r[self.spec.pk] for r in self.table.rows_where(where, list(params), select=f"[{self.spec.pk}]")]
-
-    def count(self, where: str | None = None, params: Iterable[Any] = ()) -> int:
-        return self.table.count_where(where, list(params)) if where else self.table.count
+        values = dict(values)
+        if self.spec.pk in values and values.pop(self.spec.pk) != key:
+            raise VaultError(f"{self.spec.name}: a row's key cannot change (it is part of its encryption)")
+        self._check_columns(values)
+        if not values:
+            if self.get(key, columns=()) is None:
+                raise VaultError(f"no row {key!r} in {self.spec.name}")
+            return
+        params = [self._seal_value(c, v, key) if c in self.spec.secret and v is not None else _clear_value(c, v)
+                  for c, v in values.items()]
+        sets = ", ".join(f"[{c}] = ?" for c in values)
+        with self.vault.transaction():
+            cur = self.vault.db.conn.execute(f"update [{self.spec.name}] set {sets} where [{self.spec.pk}] = ?",
+                                             [*params, key])
+            if cur.rowcount == 0:
+                raise VaultError(f"no row {key!r} in {self.spec.name}")
 
     def delete(self, key: Any) -> bool:
-        """Delete one row; with secure_delete on, its bytes are overwritten in the file."""
+        """Delete one row; its bytes are overwritten in the file (see :meth:`Vault.scrub` for the rest)."""
         with self.vault.transaction():
-            cur = self.vault.db.execute(f"delete from [{self.spec.name}] where [{self.spec.pk}] = ?", [key])
+            cur = self.vault.db.conn.execute(f"delete from [{self.spec.name}] where [{self.spec.pk}] = ?", [key])
         return cur.rowcount > 0
 
     def delete_where(self, where: str, params: Iterable[Any] = ()) -> int:
+        """Delete the rows matching ``where`` (clear columns only); returns how many."""
         with self.vault.transaction():
-            cur = self.vault.db.execute(f"delete from [{self.spec.name}] where {where}", list(params))
+            cur = self.vault.db.conn.execute(f"delete from [{self.spec.name}] where {where}", list(params))
         return cur.rowcount
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, key: Any, columns: Iterable[str] | None = None) -> dict | None:
+        """One decrypted row, or None. ``columns`` limits which secret columns are decrypted."""
+        secret = self._secret_columns(columns)
+        raw = self.vault.db.conn.execute(
+            f"select {self._select(secret)} from [{self.spec.name}] where [{self.spec.pk}] = ?", [key]).fetchone()
+        return None if raw is None else self._open(raw, secret)
+
+    def rows(self, where: str | None = None, params: Iterable[Any] = (), *, order_by: str | None = None,
+             limit: int | None = None, columns: Iterable[str] | None = None) -> Iterator[dict]:
+        """Iterate decrypted rows. ``where`` and ``order_by`` may only use clear columns.
+
+        ``columns`` limits which secret columns are decrypted (faster when you need one).
+        """
+        secret = self._secret_columns(columns)
+        sql = f"select {self._select(secret)} from [{self.spec.name}]"
+        if where:
+            sql += f" where {where}"
+        if order_by:
+            sql += f" order by {order_by}"
+        if limit is not None:
+            sql += f" limit {int(limit)}"
+        # Fetch everything first: a cursor left open would hold a read snapshot and
+        # block a later checkpoint (scrub) or VACUUM.
+        raws = self.vault.db.conn.execute(sql, list(params)).fetchall()
+        for start in range(0, len(raws), 1024):
+            yield from self._open_many(raws[start:start + 1024], secret)
+
+    def keys(self, where: str | None = None, params: Iterable[Any] = ()) -> list[Any]:
+        """Primary keys of the rows matching ``where`` (clear columns only)."""
+        sql = f"select [{self.spec.pk}] from [{self.spec.name}]" + (f" where {where}" if where else "")
+        return [r[0] for r in self.vault.db.conn.execute(sql, list(params))]
+
+    def count(self, where: str | None = None, params: Iterable[Any] = ()) -> int:
+        sql = f"select count(*) from [{self.spec.name}]" + (f" where {where}" if where else "")
+        return self.vault.db.conn.execute(sql, list(params)).fetchone()[0]
+
+
+# Each migration takes an open vault from schema version N to N+1, inside one transaction.
+# None is needed yet; add ``MIGRATIONS[1] = _add_something`` and bump SCHEMA_VERSION.
+MIGRATIONS: dict[int, Callable[["Vault"], None]] = {}
 
 
 class Vault:
@@ -216,8 +446,11 @@ class Vault:
         self.db = db
         self.user = user
         self._key = data_key
+        self._aead = crypto.cipher(data_key)
+        self._hmac_keys: dict[str, bytes] = {}
         self.key_version = key_version
         self._lock_file = lock_file
+        self._tx_lock = threading.RLock()
         self._depth = 0
         for spec in TABLES.values():
             setattr(self, spec.name, SealedTable(self, spec))
@@ -233,11 +466,14 @@ class Vault:
     cache: SealedTable
     imports: SealedTable
 
+    def __repr__(self) -> str:
+        return f"<Vault {self.user!r} at {self.path}{'' if self.is_open else ' (closed)'}>"
+
     # ------------------------------------------------------------------ opening
 
     @staticmethod
     def user_dir(user: str, home: Path | None = None) -> Path:
-        if not _USER_NAME.match(user):
+        if not isinstance(user, str) or not _USER_NAME.match(user):
             raise VaultError(f"invalid user name {user!r}: use 1-40 lowercase letters, digits, '.', '_' or '-'")
         return (home or users_dir()) / user
 
@@ -245,59 +481,83 @@ class Vault:
     def users(home: Path | None = None) -> list[str]:
         """Names of the users that have a vault on this machine."""
         root = home or users_dir()
-        return sorted(p.name for p in root.iterdir() if (p / "vault.db").exists()) if root.exists() else []
+        return sorted(p.name for p in root.iterdir() if (p / VAULT_FILE).exists()) if root.exists() else []
 
     @classmethod
     def exists(cls, user: str, home: Path | None = None) -> bool:
-        return (cls.user_dir(user, home) / "vault.db").exists()
+        return (cls.user_dir(user, home) / VAULT_FILE).exists()
 
     @classmethod
     def create(cls, user: str, passphrase: str, *, home: Path | None = None, kdf_seconds: float = 0.5,
                demo: bool = False) -> "Vault":
-        """Make a new vault for ``user`` protected by ``passphrase``."""
+        """Make a new vault for ``user`` protected by ``passphrase``; returns it open.
+
+        ``kdf_seconds`` is how long unlocking should take (Argon2id is calibrated to it);
+        0 means OWASP's minimum parameters, for tests and the public demo vault.
+        """
         if not passphrase:
             raise VaultError("a passphrase is required to create a vault")
         folder = cls.user_dir(user, home)
-        if (folder / "vault.db").exists():
+        if (folder / VAULT_FILE).exists():
             raise VaultError(f"user {user!r} already exists; open it, or erase it first")
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder.mkdir(exist_ok=True, mode=0o700)
+        os.chmod(folder, 0o700)
         lock = _acquire_lock(folder, user)
         try:
-            params = crypto.calibrate(kdf_seconds) if kdf_seconds > 0 else crypto.KDFParams(os.urandom(16))
+            params = crypto.calibrate(kdf_seconds) if kdf_seconds > 0 else crypto.minimum_params()
             data_key = crypto.new_data_key()
-            kek = crypto.derive_key(passphrase, params)
-            tmp = folder / "vault.db.creating"
-            tmp.unlink(missing_ok=True)
+            wrapped = crypto.seal(crypto.derive_key(passphrase, params), data_key, aad=_wrap_aad(user, 1))
+            # Built under a temporary name (left over from a crash, it is simply rebuilt).
+            tmp = folder / (VAULT_FILE + ".creating")
+            _remove_db_files(tmp)
             db = _connect(tmp)
-            _create_schema(db)
-            wrapped = crypto.seal(kek, data_key, aad=_wrap_aad(user, 1))
-            db["meta"].insert_all([
-                {"key": "user", "value": user},
-                {"key": "schema_version", "value": str(SCHEMA_VERSION)},
-                {"key": "key_version", "value": "1"},
-                {"key": "kdf", "value": json.dumps(params.to_dict())},
-                {"key": "wrapped_key", "value": wrapped.hex()},
-                {"key": "demo", "value": "1" if demo else "0"},
-                {"key": "created", "value": str(coarse_time())},
-            ], pk="key")
-            db.conn.close()
-            os.replace(tmp, folder / "vault.db")  # the vault appears whole or not at all
-            for suffix in ("-wal", "-shm"):
-                Path(str(tmp) + suffix).unlink(missing_ok=True)
+            try:
+                db.conn.execute("begin immediate")
+                _create_schema(db)
+                db["meta"].insert_all([
+                    {"key": "format", "value": "localpers-vault"},
+                    {"key": "user", "value": user},
+                    {"key": "vault_id", "value": uuid.uuid4().hex},
+                    {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                    {"key": "key_version", "value": "1"},
+                    {"key": "kdf", "value": json.dumps(params.to_dict())},
+                    {"key": "wrapped_key", "value": wrapped.hex()},
+                    {"key": "demo", "value": "1" if demo else "0"},
+                    {"key": "created", "value": str(coarse_time())},
+                ], pk="key")
+                db.conn.execute("commit")
+                db.conn.execute("pragma wal_checkpoint(TRUNCATE)")
+            finally:
+                db.conn.close()
+            os.replace(tmp, folder / VAULT_FILE)  # the vault appears whole or not at all
+            _fsync_dir(folder)
+            _remove_db_files(tmp)
+            return cls._finish_open(folder / VAULT_FILE, user, data_key, 1, lock)
         except BaseException:
             _release_lock(lock)
             raise
-        return cls._unlock(folder, user, passphrase, lock)
 
     @classmethod
-    def open(cls, user: str, passphrase: str, *, home: Path | None = None) -> "Vault":
-        """Unlock an existing vault. Wrong passphrase: :class:`WrongPassphrase`, nothing written."""
+    def open(cls, user: str, passphrase: str | None = None, *, home: Path | None = None) -> "Vault":
+        """Unlock an existing vault.
+
+        Wrong passphrase: :class:`WrongPassphrase`, and nothing is written: the key is
+        checked on a read-only view of the file before the database is opened for writing.
+        ``passphrase=None`` unlocks with the OS keyring (see :meth:`enable_keyring`).
+        """
         folder = cls.user_dir(user, home)
-        if not (folder / "vault.db").exists():
+        path = folder / VAULT_FILE
+        if not path.exists():
             raise VaultError(f"no vault for user {user!r}; create one with: localpers user create {user}")
         lock = _acquire_lock(folder, user)
         try:
-            return cls._unlock(folder, user, passphrase, lock)
+            meta = _read_meta(path, user)
+            if passphrase is None:
+                data_key = _keyring_unwrap(meta, user)
+            else:
+                data_key = _unwrap(meta, user, passphrase)
+            return cls._finish_open(path, user, data_key, int(meta["key_version"]), lock)
         except BaseException:
             _release_lock(lock)
             raise
@@ -314,29 +574,48 @@ class Vault:
         return vault
 
     @classmethod
-    def _unlock(cls, folder: Path, user: str, passphrase: str, lock: Any) -> "Vault":
-        db = _connect(folder / "vault.db")
-        meta = {r["key"]: r["value"] for r in db.query("select key, value from meta")}
-        params = crypto.KDFParams.from_dict(json.loads(meta["kdf"]))
-        key_version = int(meta["key_version"])
-        kek = crypto.derive_key(passphrase, params)
+    def _finish_open(cls, path: Path, user: str, data_key: bytes, key_version: int, lock: Any) -> "Vault":
+        db = _connect(path)
+        vault = cls(path, db, user, data_key, key_version, lock)
         try:
-            data_key = crypto.unseal(kek, bytes.fromhex(meta["wrapped_key"]), aad=_wrap_aad(user, key_version))
-        except crypto.TamperedData:
+            vault._migrate()
+        except BaseException:
             db.conn.close()
-            raise WrongPassphrase(f"wrong passphrase for user {user!r}") from None
-        _migrate(db, int(meta["schema_version"]))
-        return cls(folder / "vault.db", db, user, data_key, key_version, lock)
+            raise
+        return vault
+
+    def _migrate(self) -> None:
+        version = int(self.meta("schema_version") or 0)
+        if version > SCHEMA_VERSION:
+            raise VaultError(f"this vault was written by a newer localpers (schema {version}); upgrade localpers")
+        while version < SCHEMA_VERSION:
+            if version not in MIGRATIONS:
+                raise VaultError(f"no migration from schema {version}; this vault cannot be upgraded")
+            with self.transaction():  # a migration lands whole or not at all
+                MIGRATIONS[version](self)
+                version += 1
+                self.set_meta("schema_version", str(version))
+
+    @property
+    def is_open(self) -> bool:
+        return self._lock_file is not None
 
     def close(self) -> None:
+        """Checkpoint, close the database and release the lock (safe to call twice)."""
         if self._lock_file is None:
             return
-        with contextlib.suppress(sqlite3.Error):
-            self.db.execute("pragma wal_checkpoint(TRUNCATE)")
-        self.db.conn.close()
-        self._key = b""
+        self._close_db()
         _release_lock(self._lock_file)
         self._lock_file = None
+
+    def _close_db(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.db.conn.execute("pragma wal_checkpoint(TRUNCATE)")
+        self.db.conn.close()
+        # Python cannot wipe immutable bytes; dropping the references is the best it offers.
+        self._key = b""
+        self._aead = None  # type: ignore[assignment]
+        self._hmac_keys.clear()
 
     def __enter__(self) -> "Vault":
         return self
@@ -350,45 +629,73 @@ class Vault:
         return f"{table}|{column}|{key}|{self.user}|{self.key_version}".encode()
 
     def seal(self, plaintext: bytes, table: str, column: str, key: Any) -> bytes:
-        return crypto.seal(self._key, plaintext, aad=self._aad(table, column, key))
+        """Encrypt ``plaintext`` bound to one place: ``table``, ``column``, row ``key``."""
+        if self._aead is None:
+            raise VaultError(f"the vault of {self.user!r} is closed")
+        return crypto.seal(self._aead, plaintext, aad=self._aad(table, column, key))
 
     def unseal(self, box: bytes, table: str, column: str, key: Any) -> bytes:
-        return crypto.unseal(self._key, box, aad=self._aad(table, column, key))
+        """Decrypt what :meth:`seal` made for the same place; :class:`TamperedData` otherwise."""
+        if self._aead is None:
+            raise VaultError(f"the vault of {self.user!r} is closed")
+        return crypto.unseal(self._aead, box, aad=self._aad(table, column, key))
 
     def keyed_hash(self, data: bytes | str, purpose: str = "") -> str:
         """A hash only this vault can compute (HMAC-SHA256 under a key derived from the data key).
 
         Use it to find equal content (deduplication, caches) without storing the content.
+
+        Example::
+
+            >>> vault.keyed_hash("Buy milk", "fingerprint") == vault.keyed_hash("Buy milk", "fingerprint")  # doctest: +SKIP
+            True
         """
         import hashlib
         import hmac
 
         if isinstance(data, str):
             data = data.encode("utf-8")
-        mac_key = hashlib.sha256(b"localpers-hmac|" + purpose.encode() + b"|" + self._key).digest()
+        mac_key = self._hmac_keys.get(purpose)
+        if mac_key is None:
+            mac_key = self._hmac_keys[purpose] = crypto.subkey(self._key, "hmac|" + purpose)
         return hmac.new(mac_key, data, hashlib.sha256).hexdigest()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group writes so they all land or none does (nested calls join the outer one)."""
-        if self._depth:
-            self._depth += 1
+        """Group writes so they all land or none does.
+
+        Nested blocks become savepoints: an error inside one undoes only that block
+        (if the caller catches it). Other threads wait until the outermost block ends.
+        """
+        with self._tx_lock:
+            conn = self.db.conn
+            if self._depth:
+                name = f"lp_{self._depth}"
+                conn.execute(f"savepoint {name}")
+                self._depth += 1
+                try:
+                    yield
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute(f"rollback to {name}")
+                        conn.execute(f"release {name}")
+                    raise
+                else:
+                    conn.execute(f"release {name}")
+                finally:
+                    self._depth -= 1
+                return
+            conn.execute("begin immediate")
+            self._depth = 1
             try:
                 yield
+                conn.execute("commit")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("rollback")
+                raise
             finally:
-                self._depth -= 1
-            return
-        self._depth = 1
-        self.db.execute("begin immediate")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("rollback")
-            raise
-        else:
-            self.db.execute("commit")
-        finally:
-            self._depth = 0
+                self._depth = 0
 
     # ------------------------------------------------------------------ info
 
@@ -397,26 +704,36 @@ class Vault:
         return self.meta("demo") == "1"
 
     def meta(self, key: str) -> str | None:
-        row = list(self.db.query("select value from meta where key = ?", [key]))
-        return row[0]["value"] if row else None
+        row = self.db.conn.execute("select value from meta where key = ?", [key]).fetchone()
+        return row[0] if row else None
 
-    def set_meta(self, key: str, value: str) -> None:
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set a clear setting of the vault (``None`` removes it). Never put personal data here."""
         with self.transaction():
-            self.db["meta"].upsert({"key": key, "value": value}, pk="key")
+            if value is None:
+                self.db.conn.execute("delete from meta where key = ?", [key])
+            else:
+                self.db.conn.execute("insert or replace into meta (key, value) values (?, ?)", [key, value])
 
     def stats(self) -> dict:
         """Counts and sizes for the privacy screen: rows per table, items per kind, bytes on disk."""
-        kinds = {r["kind"]: r["n"] for r in self.db.query("select kind, count(*) n from items group by kind")}
-        tables = {name: self.db[name].count for name in TABLES}
+        kinds = {r[0]: r[1] for r in self.db.conn.execute("select kind, count(*) from items group by kind")}
+        tables = {name: getattr(self, name).count() for name in TABLES}
         files = {p.name: p.stat().st_size for p in self.path.parent.iterdir() if p.is_file()}
         return {"user": self.user, "tables": tables, "items_by_kind": kinds, "files": files,
-                "bytes": sum(files.values()), "demo": self.is_demo}
+                "bytes": sum(files.values()), "demo": self.is_demo, "keyring": self.keyring_enabled}
 
     # ------------------------------------------------------------------ blobs
 
     def put_blob(self, name: str, data: bytes, info: dict | None = None) -> None:
-        """Store a file's bytes encrypted (the vector index, an adapter, a checkpoint)."""
-        self.blobs.insert({"name": name, "data": data, "info": info or {}, "updated": coarse_time(),
+        """Store a file's bytes encrypted (the vector index, an adapter, a checkpoint), replacing any old one.
+
+        Example::
+
+            >>> vault.put_blob("history-index", index.to_bytes(), {"dim": 384})   # doctest: +SKIP
+            >>> VectorIndex.from_bytes(vault.get_blob("history-index"))           # doctest: +SKIP
+        """
+        self.blobs.insert({"name": name, "data": bytes(data), "info": info or {}, "updated": coarse_time(),
                            "size": len(data)}, replace=True)
 
     def get_blob(self, name: str) -> bytes | None:
@@ -431,9 +748,15 @@ class Vault:
     def blob_file(self, name: str) -> Iterator[Path]:
         """A path to a decrypted copy of a blob that never reaches persistent storage.
 
-        Linux: an anonymous in-memory file (memfd), reachable as ``/proc/self/fd/N``.
+        Linux: an anonymous in-memory file (memfd), reachable as ``/proc/<pid>/fd/N``.
         Elsewhere: a file in a fresh 0700 directory, removed as soon as the block ends.
-        Use it for libraries that only take paths, like llama.cpp's adapter loader.
+        Use it for libraries that only take paths, like llama.cpp's adapter loader;
+        load inside the block and leave it at once.
+
+        Example::
+
+            >>> with vault.blob_file("adapter:style") as path:      # doctest: +SKIP
+            ...     engine.load_adapter("style", path)
         """
         data = self.get_blob(name)
         if data is None:
@@ -441,37 +764,202 @@ class Vault:
         with plaintext_file(data) as path:
             yield path
 
-    # ------------------------------------------------------------------ passphrase, erase, backup
+    # ------------------------------------------------------------------ passphrase and keyring
 
     def change_passphrase(self, new_passphrase: str, *, kdf_seconds: float = 0.5) -> None:
-        """Rewrap the data key under a new passphrase. No record is re-encrypted."""
+        """Rewrap the data key under a new passphrase. No record is re-encrypted.
+
+        The old passphrase stops working at once (its wrapping is overwritten in the
+        file); backups made before keep working with the old one.
+        """
         if not new_passphrase:
             raise VaultError("the new passphrase must not be empty")
-        params = crypto.calibrate(kdf_seconds) if kdf_seconds > 0 else crypto.KDFParams(os.urandom(16))
+        params = crypto.calibrate(kdf_seconds) if kdf_seconds > 0 else crypto.minimum_params()
         wrapped = crypto.seal(crypto.derive_key(new_passphrase, params), self._key,
                               aad=_wrap_aad(self.user, self.key_version))
         with self.transaction():
-            self.db["meta"].upsert({"key": "kdf", "value": json.dumps(params.to_dict())}, pk="key")
-            self.db["meta"].upsert({"key": "wrapped_key", "value": wrapped.hex()}, pk="key")
+            self.set_meta("kdf", json.dumps(params.to_dict()))
+            self.set_meta("wrapped_key", wrapped.hex())
+        self.db.conn.execute("pragma wal_checkpoint(TRUNCATE)")  # the old wrapping leaves the WAL too
+
+    @property
+    def keyring_enabled(self) -> bool:
+        """Whether this vault can be unlocked from the OS keyring."""
+        return self.meta("keyring_wrapped_key") is not None
+
+    def enable_keyring(self) -> None:
+        """Let the OS keyring unlock this vault (``Vault.open(user)`` with no passphrase).
+
+        A random secret goes into the keyring (macOS Keychain, GNOME Keyring,
+        KWallet, Windows Credential Locker) and wraps the data key a second time. The
+        passphrase is not stored; it keeps working. Needs the optional ``keyring``
+        package (``pip install 'localpers[keyring]'``) and a working backend.
+        """
+        kr = _keyring_module()
+        if kr is None:
+            raise VaultError("no OS keyring is available here: install localpers[keyring] and a keyring service "
+                             "(macOS Keychain, GNOME Keyring, KWallet or Windows Credential Locker)")
+        secret = os.urandom(crypto.KEY_BYTES)
+        try:
+            kr.set_password(KEYRING_SERVICE, self._keyring_account(), secret.hex())
+        except Exception as exc:  # keyring backends raise their own error types
+            raise VaultError(f"the OS keyring refused to store the unlock secret ({exc})") from None
+        wrapped = crypto.seal(crypto.subkey(secret, "keyring"), self._key, aad=_keyring_aad(self.user, self.key_version))
+        self.set_meta("keyring_wrapped_key", wrapped.hex())
+
+    def disable_keyring(self) -> None:
+        """Stop keyring unlocking: forget the second wrapping and delete the keyring entry."""
+        self.set_meta("keyring_wrapped_key", None)
+        self.db.conn.execute("pragma wal_checkpoint(TRUNCATE)")
+        _keyring_forget(self.user, self.meta("vault_id"))
+
+    def _keyring_account(self) -> str:
+        vault_id = self.meta("vault_id")
+        if vault_id is None:
+            vault_id = uuid.uuid4().hex
+            self.set_meta("vault_id", vault_id)
+        return f"{self.user}@{vault_id}"
+
+    @classmethod
+    def keyring_unlocks(cls, user: str, *, home: Path | None = None) -> bool:
+        """Whether ``Vault.open(user)`` would succeed without a passphrase (keyring set up and reachable)."""
+        try:
+            path = cls.user_dir(user, home) / VAULT_FILE
+            if not path.exists():
+                return False
+            meta = _read_meta(path, user)
+            if "keyring_wrapped_key" not in meta:
+                return False
+            kr = _keyring_module()
+            return kr is not None and kr.get_password(KEYRING_SERVICE, f"{user}@{meta.get('vault_id')}") is not None
+        except Exception:  # any failure just means: ask for the passphrase
+            return False
+
+    # ------------------------------------------------------------------ erasing
 
     def scrub(self) -> None:
-        """Leave no trace of deleted rows: checkpoint and empty the WAL, then rebuild the file."""
-        self.db.execute("pragma wal_checkpoint(TRUNCATE)")
-        self.db.execute("vacuum")
-        self.db.execute("pragma wal_checkpoint(TRUNCATE)")
+        """Leave no trace of deleted rows anywhere in the files.
+
+        Checkpoints and empties the write-ahead log, rebuilds the database (VACUUM,
+        in memory because ``temp_store = MEMORY``) so no stale copy survives in free
+        space, then empties the log again.
+        """
+        with self._tx_lock:
+            if self._depth:
+                raise VaultError("scrub() cannot run inside a transaction")
+            self._checkpoint()
+            self.db.conn.execute("vacuum")
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        busy, _, _ = self.db.conn.execute("pragma wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            raise VaultError("the vault is busy (an unfinished read); retry the erase when it ends")
+
+    def erase_items(self, item_ids: Iterable[str], *, cache_keys: Iterable[str] = ()) -> int:
+        """Delete items so that no trace stays in any file; returns how many items were found.
+
+        Removes each item, its fingerprints, the interactions that point at it, and the
+        given ``cache_keys`` (derived values such as its embedding), in one transaction,
+        then :meth:`scrub`. Derived files are the caller's: remove the items from the
+        vector index and ``put_blob`` it *before* calling this, so the scrub also wipes
+        the old index.
+
+        Example::
+
+            >>> vault.erase_items([item_id])     # doctest: +SKIP
+            1
+        """
+        ids = list(dict.fromkeys(str(i) for i in item_ids))
+        wanted = set(ids)
+        conn = self.db.conn
+        found = 0
+        with self.transaction():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ", ".join("?" * len(chunk))
+                found += conn.execute(f"delete from items where id in ({marks})", chunk).rowcount
+                conn.execute(f"delete from fingerprints where item_id in ({marks})", chunk)
+            # The item an interaction points at is sealed, so finding them means decrypting that column.
+            stale = [r["id"] for r in self.interactions.rows(columns=["item"]) if str(r["item"]) in wanted]
+            conn.executemany("delete from interactions where id = ?", [(k,) for k in stale])
+            conn.executemany("delete from cache where key = ?", [(k,) for k in cache_keys])
+        self.scrub()
+        return found
+
+    def erase_item(self, item_id: str, *, cache_keys: Iterable[str] = ()) -> bool:
+        """Erase one item and everything pointing at it, leaving no trace (see :meth:`erase_items`)."""
+        return self.erase_items([item_id], cache_keys=cache_keys) > 0
 
     def erase_user(self) -> None:
-        """Delete this user entirely: overwrite the files, remove the folder, close the vault."""
+        """Delete this user entirely: overwrite every file with zeros, remove the folder, close the vault.
+
+        The lock is held until the folder is gone, so no other process can open it midway.
+        """
+        if self._lock_file is None:
+            raise VaultError(f"the vault of {self.user!r} is closed")
+        vault_id = self.meta("vault_id") if self.keyring_enabled else None
         folder = self.path.parent
-        self.close()
-        for p in folder.iterdir():
-            if p.is_file() and p.name != "vault.lock":
-                size = p.stat().st_size
-                with open(p, "r+b") as f:
-                    f.write(b"\0" * size)
-                    f.flush()
-                    os.fsync(f.fileno())
-        shutil.rmtree(folder)
+        self._close_db()
+        try:
+            if vault_id:
+                _keyring_forget(self.user, vault_id)
+            _shred_folder(folder)
+        finally:
+            _release_lock(self._lock_file)
+            self._lock_file = None
+
+    @classmethod
+    def erase(cls, user: str, *, home: Path | None = None) -> None:
+        """Erase ``user``'s vault without unlocking it (for a forgotten passphrase).
+
+        Same as :meth:`erase_user`; fails with :class:`VaultLocked` while the vault is open.
+        """
+        folder = cls.user_dir(user, home)
+        if not folder.exists():
+            raise VaultError(f"no vault for user {user!r}")
+        lock = _acquire_lock(folder, user)
+        try:
+            with contextlib.suppress(VaultError):
+                meta = _read_meta(folder / VAULT_FILE, user)
+                if "keyring_wrapped_key" in meta:
+                    _keyring_forget(user, meta.get("vault_id"))
+            _shred_folder(folder)
+        finally:
+            _release_lock(lock)
+
+    # ------------------------------------------------------------------ backup and export
+
+    def backup(self, path: str | Path) -> Path:
+        """Write an encrypted backup of the whole vault to ``path`` (see :mod:`localpers.backup`).
+
+        It restores on any machine with :meth:`restore` and the passphrase in use now.
+        """
+        from .backup import write_backup
+
+        return write_backup(self, Path(path))
+
+    @classmethod
+    def restore(cls, path: str | Path, passphrase: str, *, home: Path | None = None,
+                overwrite: bool = False) -> "Vault":
+        """Recreate a vault from a :meth:`backup` file; returns it open.
+
+        Wrong passphrase: :class:`WrongPassphrase`, nothing written. An existing vault of
+        the same user is replaced only with ``overwrite=True`` (and is erased first).
+        """
+        from .backup import restore_backup
+
+        return restore_backup(Path(path), passphrase, home=home, overwrite=overwrite)
+
+    def export_jsonl(self, path: str | Path, *, include_blobs: bool = False) -> int:
+        """Write every record *decrypted* to a JSON Lines file; returns the number of records.
+
+        This is the one way plaintext leaves the vault: call it only when the user
+        explicitly asks (``localpers user export PATH --plaintext``).
+        """
+        from .backup import export_jsonl
+
+        return export_jsonl(self, Path(path), include_blobs=include_blobs)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -481,6 +969,89 @@ def _wrap_aad(user: str, key_version: int) -> bytes:
     return f"wrapped-data-key|{user}|{key_version}".encode()
 
 
+def _keyring_aad(user: str, key_version: int) -> bytes:
+    return f"keyring-wrapped-data-key|{user}|{key_version}".encode()
+
+
+def _read_meta(path: Path, user: str) -> dict[str, str]:
+    """The clear settings of a vault file, read without writing anything.
+
+    SQLite creates ``-wal``/``-shm`` files even for a read-only connection to a WAL
+    database; after a clean close there is no WAL, so the file is opened as
+    immutable instead (safe: we hold the vault lock, no one else is writing).
+    """
+    wal = Path(str(path) + "-wal")
+    option = "mode=ro" if wal.exists() and wal.stat().st_size > 0 else "immutable=1"
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?{option}", uri=True)
+        try:
+            meta = dict(conn.execute("select key, value from meta").fetchall())
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise VaultError(f"{path} is not a localpers vault, or it is damaged ({exc})") from None
+    missing = [k for k in _REQUIRED_META if k not in meta]
+    if missing:
+        raise VaultError(f"{path} is not a localpers vault (no {', '.join(missing)})")
+    if meta["user"] != user:
+        raise VaultError(f"{path} holds the vault of {meta['user']!r}, not {user!r}")
+    if int(meta["schema_version"]) > SCHEMA_VERSION:
+        raise VaultError(f"this vault was written by a newer localpers (schema {meta['schema_version']}); "
+                         "upgrade localpers")
+    return meta
+
+
+def _unwrap(meta: dict[str, str], user: str, passphrase: str) -> bytes:
+    params = crypto.KDFParams.from_dict(json.loads(meta["kdf"]))
+    kek = crypto.derive_key(passphrase, params)
+    try:
+        return crypto.unseal(kek, bytes.fromhex(meta["wrapped_key"]), aad=_wrap_aad(user, int(meta["key_version"])))
+    except TamperedData:
+        raise WrongPassphrase(f"wrong passphrase for user {user!r}") from None
+
+
+def _keyring_module() -> Any:
+    """The ``keyring`` package when it is installed and has a usable backend, else None."""
+    try:
+        import keyring
+        from keyring.backends import fail
+    except ImportError:
+        return None
+    try:
+        backend = keyring.get_keyring()
+    except Exception:
+        return None
+    return None if isinstance(backend, fail.Keyring) else keyring
+
+
+def _keyring_unwrap(meta: dict[str, str], user: str) -> bytes:
+    hint = "type the passphrase, or set LOCALPERS_PASSPHRASE"
+    if "keyring_wrapped_key" not in meta:
+        raise VaultError(f"a passphrase is needed to open {user!r} (keyring unlock is not enabled): {hint}")
+    kr = _keyring_module()
+    if kr is None:
+        raise VaultError(f"a passphrase is needed to open {user!r}: no OS keyring is available here; {hint}")
+    try:
+        secret = kr.get_password(KEYRING_SERVICE, f"{user}@{meta.get('vault_id')}")
+    except Exception as exc:
+        raise VaultError(f"the OS keyring could not be read ({exc}); {hint}") from None
+    if secret is None:
+        raise VaultError(f"the OS keyring has no unlock secret for {user!r}; {hint}")
+    try:
+        return crypto.unseal(crypto.subkey(bytes.fromhex(secret), "keyring"), bytes.fromhex(meta["keyring_wrapped_key"]),
+                             aad=_keyring_aad(user, int(meta["key_version"])))
+    except (TamperedData, ValueError):
+        raise WrongPassphrase(f"the OS keyring's secret does not unlock {user!r}; {hint}") from None
+
+
+def _keyring_forget(user: str, vault_id: str | None) -> None:
+    kr = _keyring_module()
+    if kr is None or vault_id is None:
+        return
+    with contextlib.suppress(Exception):  # already gone, or the backend refuses: nothing else to do
+        kr.delete_password(KEYRING_SERVICE, f"{user}@{vault_id}")
+
+
 def _connect(path: Path) -> sqlite_utils.Database:
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=5)
     db = sqlite_utils.Database(conn)
@@ -488,10 +1059,10 @@ def _connect(path: Path) -> sqlite_utils.Database:
         "journal_mode = WAL",  # readers never block the writer; crash-safe commits
         "synchronous = FULL",  # a commit is on disk before it returns
         "secure_delete = ON",  # deleted rows are overwritten with zeros, not left in free pages
-        "temp_store = MEMORY",  # sorts and temp tables never spill to a temp file
+        "temp_store = MEMORY",  # sorts, temp tables and VACUUM never spill to a temp file
         "foreign_keys = ON",
     ):
-        db.execute(f"pragma {pragma}")
+        conn.execute(f"pragma {pragma}")
     os.chmod(path, 0o600)
     return db
 
@@ -507,26 +1078,11 @@ def _create_schema(db: sqlite_utils.Database) -> None:
     db["fingerprints"].create_index(["item_id"])
 
 
-# Each migration takes the database from version N to N+1; none yet past version 1.
-MIGRATIONS: dict[int, Any] = {}
-
-
-def _migrate(db: sqlite_utils.Database, version: int) -> None:
-    if version > SCHEMA_VERSION:
-        raise VaultError(f"this vault was written by a newer localpers (schema {version}); upgrade localpers")
-    while version < SCHEMA_VERSION:
-        with db.conn:
-            MIGRATIONS[version](db)
-            version += 1
-            db["meta"].upsert({"key": "schema_version", "value": str(version)}, pk="key")
-
-
 def _acquire_lock(folder: Path, user: str) -> Any:
-    lock_path = folder / "vault.lock"
-    f = open(lock_path, "a+")
+    f = open(folder / LOCK_FILE, "a+")
     try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        _lock(f)
+    except OSError:
         f.close()
         raise VaultLocked(f"the vault of {user!r} is open in another localpers process; close it and try again") from None
     return f
@@ -534,28 +1090,98 @@ def _acquire_lock(folder: Path, user: str) -> Any:
 
 def _release_lock(f: Any) -> None:
     with contextlib.suppress(OSError):
-        fcntl.flock(f, fcntl.LOCK_UN)
+        _unlock(f)
     f.close()
+
+
+try:  # POSIX: flock, released by the kernel when the process dies, however it dies
+    import fcntl
+
+    def _lock(f: Any) -> None:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unlock(f: Any) -> None:
+        fcntl.flock(f, fcntl.LOCK_UN)
+
+except ImportError:  # Windows
+    import msvcrt
+
+    def _lock(f: Any) -> None:
+        f.seek(0)
+        msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+
+    def _unlock(f: Any) -> None:
+        f.seek(0)
+        msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where directories cannot be opened)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _remove_db_files(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+def _shred(path: Path) -> None:
+    """Overwrite a file with zeros, flush it to disk, then delete it."""
+    with contextlib.suppress(FileNotFoundError):
+        size = path.stat().st_size
+        with open(path, "r+b") as f:
+            zeros = bytes(1 << 20)
+            for start in range(0, size, len(zeros)):
+                f.write(zeros[:min(len(zeros), size - start)])
+            f.flush()
+            os.fsync(f.fileno())
+        path.unlink()
+
+
+def _shred_folder(folder: Path) -> None:
+    for p in sorted(folder.rglob("*"), reverse=True):
+        if p.is_file() and not p.is_symlink() and p.name != LOCK_FILE:
+            _shred(p)
+    shutil.rmtree(folder, ignore_errors=True)
+    _fsync_dir(folder.parent)
 
 
 @contextlib.contextmanager
 def plaintext_file(data: bytes) -> Iterator[Path]:
-    """Expose ``data`` at a path without writing it to persistent storage (see :meth:`Vault.blob_file`)."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("localpers-blob", 0)
+    """Expose ``data`` at a path without writing it to persistent storage (see :meth:`Vault.blob_file`).
+
+    Example::
+
+        >>> with plaintext_file(b"secret") as path:
+        ...     path.read_bytes()
+        b'secret'
+    """
+    fd = None
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # e.g. a sandbox that forbids memfd
+            fd = os.memfd_create("localpers-blob")  # close-on-exec: child processes never inherit it
+    if fd is not None:
         try:
             _write_all(fd, data)
             yield Path(f"/proc/{os.getpid()}/fd/{fd}")
         finally:
             os.close(fd)
         return
-    folder = tempfile.mkdtemp(prefix="localpers-")
-    os.chmod(folder, 0o700)
+    # No memfd (macOS, Windows): a 0600 file in a fresh 0700 directory, in RAM where the OS offers one.
+    ram = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    folder = tempfile.mkdtemp(prefix="localpers-", dir=ram)
     path = Path(folder) / "blob"
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        _write_all(fd, data)
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
         yield path
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -568,9 +1194,12 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def require_user(user: str | None, passphrase: str | None, *, home: Path | None = None) -> Vault:
-    """Open the named vault, or the demo one when ``user`` is None or 'demo' (for the CLI and TUI)."""
+    """Open the named vault, or the demo one when ``user`` is None or 'demo' (for the CLI and TUI).
+
+    With ``passphrase=None`` the OS keyring is tried when the user enabled it.
+    """
     if not user or user == DEMO_USER:
         return Vault.open_demo(home=home)
-    if passphrase is None:
+    if passphrase is None and not Vault.keyring_unlocks(user, home=home):
         raise LocalpersError(f"a passphrase is needed to open {user!r}: set LOCALPERS_PASSPHRASE or type it when asked")
     return Vault.open(user, passphrase, home=home)
