@@ -1,0 +1,685 @@
+"""Reveal the fewest features that fix a decision, after Tran & Fioretto, "Data Minimization at Inference Time" (2023).
+
+The idea: a model needs a decision about one person (approve, recommend, write
+formally). Features the person keeps back are treated as random, drawn from a
+prior fitted on other people and conditioned on what has been revealed. Reveal
+features one at a time, each time the one expected to remove the most
+uncertainty about the decision, and stop as soon as the decision the model would
+make with *all* the features is known with probability at least ``1 - delta``.
+
+How uncertain is the decision? Let ``P(d | revealed)`` be the probability, over the
+hidden features, that the model decides ``d``. The *confidence* is the largest of
+these, and the decision announced is that most likely ``d``. The *uncertainty*
+is the entropy of ``P(. | revealed)`` in bits. Before revealing feature ``j`` its
+true value is unknown too, so each candidate is scored by the entropy expected
+after revealing it, averaged over ``j``'s own conditional distribution::
+
+    score(j) = H(decision | revealed) - E_j[ H(decision | revealed, x_j) ] - cost_weight * cost(j)
+
+The first part is the information revealing ``j`` gives about the decision, in
+bits; costs (how sensitive a feature is) are in "bits per unit of cost". A cost of
+``math.inf`` means never reveal that feature.
+
+Two ways to compute it:
+
+- **Closed form** for linear models (logistic regression, linear SVMs, a
+  :class:`LinearDecision`, or a scikit-learn pipeline of scalers ending in one):
+  the score ``w . x`` is, under a location-model posterior, a mixture of Gaussians
+  with known means and one variance, so ``P(decision)`` is a sum of normal CDFs. The
+  expectation over ``x_j`` uses Gauss-Hermite quadrature per mixture component (an
+  exact sum over categories for a categorical ``j``). Exact, no sampling.
+- **Monte-Carlo** for anything with ``predict_proba`` (scikit-learn style), a torch
+  module, or a function returning class probabilities: sample the hidden features,
+  run the model, count decisions. Stopping uses a one-sided Clopper-Pearson lower
+  bound on the confidence at ``bound_level`` (drawing more samples, up to
+  ``max_samples``, while the answer is unclear), so a stop is not triggered by a
+  lucky small sample. The look-ahead uses ``lookahead_values`` stratified values of
+  ``x_j`` and ``lookahead_samples`` rows each, with common random numbers so that
+  candidates are compared on the same draws.
+
+Example::
+
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from localpers.disclosure import GaussianPrior, DisclosureConfig, minimal_disclosure
+    >>> data = load_breast_cancer()
+    >>> names = list(data.feature_names)
+    >>> model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    >>> model = model.fit(data.data[:400], data.target[:400])
+    >>> prior = GaussianPrior.fit(data.data[:400], names=names)
+    >>> d = minimal_disclosure(model, prior, data.data[450], DisclosureConfig(delta=0.01))
+    >>> d.confidence >= 0.99 and len(d.revealed) < 30
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.special import ndtr
+
+from ..errors import LocalpersError
+from .prior import Posterior, Prior
+
+
+@dataclass
+class DisclosureConfig:
+    """How to choose what to reveal.
+
+    delta: the decision must be fixed with probability >= 1 - delta before stopping.
+    public: features that are always known (never counted as revealed or withheld).
+    costs: sensitivity of each feature (default 0); ``math.inf`` means never reveal.
+    cost_weight: bits of expected uncertainty one unit of cost is worth.
+    order: reveal in this fixed order instead of choosing (for baselines); features
+        not named come after, in the prior's order.
+    encoding: what the model takes: ``"one-hot"`` (numbers as they are, categories as
+        indicator columns, :meth:`Prior.one_hot`), ``"codes"`` (category indices), or a
+        function from prior rows to model input.
+    labels: decision names, in class order (default: the model's ``classes_``, or
+        0, 1, ... for a torch module or a function).
+    method: ``"auto"`` (closed form when the model is linear), ``"closed-form"`` or
+        ``"monte-carlo"``.
+    n_samples, max_samples, bound_level: Monte-Carlo stopping: start with n_samples,
+        double up to max_samples while the Clopper-Pearson bound at bound_level is
+        inconclusive.
+    lookahead_values, lookahead_samples: Monte-Carlo look-ahead budget per candidate.
+    quadrature_nodes: Gauss-Hermite nodes for the closed-form look-ahead.
+    seed: random seed (the result is reproducible).
+    """
+
+    delta: float = 0.01
+    public: Sequence[str] = ()
+    costs: Mapping[str, float] = field(default_factory=dict)
+    cost_weight: float = 1.0
+    order: Sequence[str] | None = None
+    encoding: str | Callable[[np.ndarray], Any] = "one-hot"
+    labels: Sequence[Any] | None = None
+    method: str = "auto"
+    n_samples: int = 256
+    max_samples: int = 4096
+    bound_level: float = 0.95
+    lookahead_values: int = 8
+    lookahead_samples: int = 128
+    quadrature_nodes: int = 24
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.delta < 1:
+            raise LocalpersError(f"delta must be between 0 and 1 (got {self.delta})")
+        if self.method not in ("auto", "closed-form", "monte-carlo"):
+            raise LocalpersError(f"method must be auto, closed-form or monte-carlo (got {self.method!r})")
+        if not (isinstance(self.encoding, str) and self.encoding in ("one-hot", "codes") or callable(self.encoding)):
+            raise LocalpersError(f"encoding must be 'one-hot', 'codes' or a function (got {self.encoding!r})")
+        bad = {k: v for k, v in self.costs.items() if not v >= 0}
+        if bad:
+            raise LocalpersError(f"costs must be >= 0: {bad}")
+        if self.cost_weight < 0:
+            raise LocalpersError("cost_weight must be >= 0")
+        if not 0 < self.bound_level < 1:
+            raise LocalpersError("bound_level must be between 0 and 1")
+        if min(self.n_samples, self.max_samples, self.lookahead_values, self.lookahead_samples,
+               self.quadrature_nodes) < 1 or self.max_samples < self.n_samples:
+            raise LocalpersError("sample counts must be >= 1 and max_samples >= n_samples")
+
+
+@dataclass
+class Step:
+    """One revealed feature and why it was chosen."""
+
+    feature: str
+    value: Any
+    reason: str
+    confidence_before: float
+    confidence_after: float
+    decision_after: Any
+    expected_gain: float | None = None  # bits, None when not computed (fixed order, last feature)
+    cost: float = 0.0
+
+
+@dataclass
+class Disclosure:
+    """The outcome: what to reveal, the decision it fixes, and how sure that is."""
+
+    decision: Any
+    confidence: float  # P(decision | revealed); a Monte-Carlo estimate for black-box models
+    revealed: list[str]  # in the order chosen
+    values: dict[str, Any]  # the revealed values (what is actually sent)
+    withheld: list[str]
+    public: list[str]
+    steps: list[Step]
+    delta: float
+    method: str
+    public_values: dict[str, Any] = field(default_factory=dict)
+    confidence_lower: float | None = None  # Clopper-Pearson bound (Monte-Carlo only)
+
+    @property
+    def guaranteed(self) -> bool:
+        """Whether the stopping rule was met (False only when too many features were unavailable)."""
+        bound = self.confidence if self.confidence_lower is None else self.confidence_lower
+        return bound >= 1 - self.delta
+
+    @property
+    def fraction_revealed(self) -> float:
+        """Revealed features over revealable ones (public ones excluded)."""
+        total = len(self.revealed) + len(self.withheld)
+        return len(self.revealed) / total if total else 0.0
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        return _plain(out)
+
+    def explain(self) -> str:
+        """A few lines for people: the decision, each step and its reason, what stayed private."""
+        lines = [f"Decision: {self.decision} ({self.confidence:.1%} sure; target {1 - self.delta:.0%}"
+                 f"{'' if self.guaranteed else ', NOT reached: features missing or never to be revealed'})"]
+        if not self.steps:
+            lines.append("Nothing needed: the decision is already fixed without any private feature.")
+        for n, step in enumerate(self.steps, 1):
+            lines.append(f"{n}. {step.feature} = {step.value}: {step.reason}; "
+                         f"confidence {step.confidence_before:.1%} -> {step.confidence_after:.1%}")
+        lines.append(f"Revealed ({len(self.revealed)}): {', '.join(self.revealed) or 'none'}")
+        lines.append(f"Withheld ({len(self.withheld)}): {', '.join(self.withheld) or 'none'}")
+        if self.public:
+            lines.append(f"Public, always known ({len(self.public)}): {', '.join(self.public)}")
+        return "\n".join(lines)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copies of numpy scalars, tuples and nested containers."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+# ---------------------------------------------------------------------- models
+
+
+class LinearDecision:
+    """A linear decision over named features: ``labels[1]`` when ``bias + sum(weight * x) > 0``.
+
+    ``weights`` maps a numeric feature to its weight and a categorical feature to a
+    ``{category: contribution}`` mapping (missing categories contribute 0). Features
+    not named have weight 0. The disclosure selector handles it in closed form.
+
+    Example::
+
+        >>> tone = LinearDecision({"formality": 6.0, "occupation": {"lawyer": 1.0}}, bias=-3.0,
+        ...                       labels=("casual", "formal"))
+    """
+
+    def __init__(self, weights: Mapping[str, float | Mapping[str, float]], bias: float = 0.0,
+                 labels: Sequence[Any] = (0, 1)) -> None:
+        if len(labels) != 2:
+            raise LocalpersError("a LinearDecision has exactly two labels")
+        self.weights = dict(weights)
+        self.bias = float(bias)
+        self.labels = tuple(labels)
+
+    def bind(self, prior: Prior) -> "_LinearScore":
+        w = np.zeros(len(prior.names))
+        contrib: dict[int, np.ndarray] = {}
+        for name, weight in self.weights.items():
+            i = prior.index(name)
+            feature = prior.features[i]
+            if feature.is_categorical:
+                if not isinstance(weight, Mapping):
+                    raise LocalpersError(f"{name!r} is categorical: give its weights as {{category: weight}}")
+                unknown = set(map(str, weight)) - set(feature.categories)
+                if unknown:
+                    raise LocalpersError(f"{name!r} has no categories {', '.join(sorted(unknown))}")
+                contrib[i] = np.array([float(weight.get(c, 0.0)) for c in feature.categories])
+            else:
+                if isinstance(weight, Mapping):
+                    raise LocalpersError(f"{name!r} is numeric: give it one weight")
+                w[i] = float(weight)
+        return _LinearScore(w, contrib, self.bias, self.labels)
+
+
+@dataclass
+class _LinearScore:
+    w: np.ndarray  # per feature; 0 for categorical ones
+    contrib: dict[int, np.ndarray]  # categorical feature -> score contribution of each category
+    bias: float
+    labels: tuple
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        X = np.atleast_2d(X)
+        numeric = np.nan_to_num(X) @ self.w  # categorical columns have weight 0
+        for i, c in self.contrib.items():
+            numeric = numeric + c[X[:, i].astype(int)]
+        return numeric + self.bias
+
+
+def _encoder(prior: Prior, encoding: str | Callable) -> Callable[[np.ndarray], Any]:
+    if callable(encoding):
+        return encoding
+    return prior.one_hot if encoding == "one-hot" else (lambda X: X)
+
+
+def _linear_form(model: Any, prior: Prior, encoding: str | Callable) -> _LinearScore | None:
+    """The model as a linear score on prior rows, or None when it is not (then Monte-Carlo is used)."""
+    if isinstance(model, LinearDecision):
+        return model.bind(prior)
+    if callable(encoding):
+        return None
+    steps = list(getattr(model, "steps", [("model", model)]))
+    steps = [s for _, s in steps if s not in (None, "passthrough")]
+    final = steps[-1]
+    if not (hasattr(final, "coef_") and hasattr(final, "intercept_") and hasattr(final, "decision_function")):
+        return None
+    classes = getattr(final, "classes_", None)
+    coef = np.asarray(final.coef_, dtype=float)
+    if classes is None or len(classes) != 2 or coef.ndim == 2 and coef.shape[0] != 1:
+        return None
+    coef = coef.ravel()
+    scale, shift = np.ones(len(coef)), np.zeros(len(coef))  # the pre-processing is x -> x * scale + shift
+    for step in steps[:-1]:
+        kind = type(step).__name__
+        if kind == "StandardScaler":
+            mean = step.mean_ if step.mean_ is not None else 0.0
+            sd = step.scale_ if step.scale_ is not None else 1.0
+            scale, shift = scale / sd, (shift - mean) / sd
+        elif kind == "MinMaxScaler":
+            scale, shift = scale * step.scale_, shift * step.scale_ + step.min_
+        elif kind == "MaxAbsScaler":
+            scale, shift = scale / step.scale_, shift / step.scale_
+        else:
+            return None
+    w_enc = coef * scale
+    bias = float(np.ravel(final.intercept_)[0] + coef @ shift)
+    w = np.zeros(len(prior.names))
+    contrib: dict[int, np.ndarray] = {}
+    if encoding == "one-hot":
+        if len(w_enc) != len(prior.one_hot_names()):
+            return None
+        col = 0
+        for i, feature in enumerate(prior.features):
+            if feature.is_categorical:
+                contrib[i] = w_enc[col:col + len(feature.categories)].copy()
+                col += len(feature.categories)
+            else:
+                w[i] = w_enc[col]
+                col += 1
+    else:  # codes
+        if len(w_enc) != len(prior.names):
+            return None
+        for i, feature in enumerate(prior.features):
+            if feature.is_categorical:
+                contrib[i] = w_enc[i] * np.arange(len(feature.categories))
+            else:
+                w[i] = w_enc[i]
+    linear = _LinearScore(w, contrib, bias, tuple(classes))
+    # Check the folding on a few rows rather than trusting it: a surprise falls back to Monte-Carlo.
+    probe = prior.sample(16, np.random.default_rng(0))
+    if not np.allclose(linear.score(probe), model.decision_function(_encoder(prior, encoding)(probe)), atol=1e-6,
+                       rtol=1e-6):
+        return None
+    return linear
+
+
+def _decision_function(model: Any, prior: Prior,
+                       config: DisclosureConfig) -> tuple[Callable[[np.ndarray], np.ndarray], tuple]:
+    """A function from prior rows to decision indices, and the decision labels."""
+    if isinstance(model, LinearDecision):
+        linear = model.bind(prior)
+        return (lambda X: (linear.score(X) > 0).astype(int)), linear.labels
+    encode = _encoder(prior, config.encoding)
+    torch = _torch_if_module(model)
+    if torch is not None:
+        def outputs(X: np.ndarray) -> np.ndarray:
+            was_training = model.training
+            model.eval()
+            try:
+                with torch.no_grad():
+                    out = model(torch.as_tensor(np.asarray(encode(X)), dtype=torch.float32)).float().numpy()
+            finally:
+                model.train(was_training)
+            if out.ndim == 1 or out.shape[1] == 1:  # one logit: positive means class 1
+                out = out.reshape(-1, 1)
+                return np.hstack([-out, out])
+            return out
+    elif hasattr(model, "predict_proba"):
+        def outputs(X: np.ndarray) -> np.ndarray:
+            return np.asarray(model.predict_proba(encode(X)))
+    elif callable(model):
+        def outputs(X: np.ndarray) -> np.ndarray:
+            return np.asarray(model(encode(X)))
+    else:
+        raise LocalpersError(f"cannot use a {type(model).__name__} as a model: it needs predict_proba, "
+                             "to be a torch module, a LinearDecision, or a function returning class probabilities")
+    n_classes = np.atleast_2d(outputs(prior.sample(2, np.random.default_rng(0)))).shape[1]
+    labels = tuple(config.labels if config.labels is not None else getattr(model, "classes_", range(n_classes)))
+    if len(labels) != n_classes:
+        raise LocalpersError(f"the model gives {n_classes} classes but {len(labels)} labels were given")
+    return (lambda X: outputs(X).argmax(axis=1)), labels
+
+
+def _torch_if_module(model: Any) -> Any:
+    import sys
+
+    torch = sys.modules.get("torch")  # a torch module can only exist if torch was imported
+    if torch is not None and isinstance(model, torch.nn.Module):
+        return torch
+    return None
+
+
+def _chunked(decide: Callable[[np.ndarray], np.ndarray], X: np.ndarray, size: int = 65536) -> np.ndarray:
+    if len(X) <= size:
+        return np.asarray(decide(X)).astype(int)
+    return np.concatenate([np.asarray(decide(X[k:k + size])).astype(int) for k in range(0, len(X), size)])
+
+
+def full_decision(model: Any, prior: Prior, x: Mapping[str, Any] | Sequence[Any] | np.ndarray,
+                  config: DisclosureConfig | None = None) -> Any:
+    """The decision the model makes when it sees every feature (the reference a disclosure must match)."""
+    config = config or DisclosureConfig()
+    decide, labels = _decision_function(model, prior, config)
+    row = prior.row(x)
+    if np.isnan(row).any():
+        missing = [prior.names[i] for i in np.flatnonzero(np.isnan(row))]
+        raise LocalpersError(f"a full decision needs every feature; missing: {', '.join(missing)}")
+    return labels[int(decide(row[None, :])[0])]
+
+
+# ---------------------------------------------------------------------- uncertainty
+
+
+@dataclass
+class _Assessment:
+    decision: int  # index into labels
+    confidence: float
+    lower: float  # what the stopping rule compares with 1 - delta
+    entropy: float  # bits
+
+
+def _entropy_bits(p: np.ndarray) -> np.ndarray:
+    """Entropy in bits of probability vectors along the last axis."""
+    p = np.clip(p, 1e-300, 1.0)
+    return -(p * np.log2(p)).sum(axis=-1)
+
+
+def _binary_entropy(p: np.ndarray) -> np.ndarray:
+    return _entropy_bits(np.stack([p, 1 - p], axis=-1))
+
+
+class _ClosedForm:
+    """Exact uncertainty of a linear decision under a mixture-of-Gaussians posterior."""
+
+    method = "closed-form"
+
+    def __init__(self, linear: _LinearScore, config: DisclosureConfig) -> None:
+        self.linear = linear
+        nodes, weights = np.polynomial.hermite.hermgauss(config.quadrature_nodes)
+        self.nodes, self.node_weights = nodes, weights / math.sqrt(math.pi)
+
+    def _score(self, post: Posterior) -> tuple[np.ndarray, float, np.ndarray]:
+        """Per-component mean of the score, its shared standard deviation, and the hidden numeric weights."""
+        base = post.base_row()
+        known = [i for i in post.known]
+        const = self.linear.bias + sum(self.linear.w[i] * base[i] for i in known)
+        const += sum(c[int(base[i])] for i, c in self.linear.contrib.items() if i in post.known)
+        means = np.full(len(post.weights), const)
+        for p, i in enumerate(post.cat_idx):
+            if int(i) in self.linear.contrib:
+                means = means + self.linear.contrib[int(i)][post.cats[:, p]]
+        w_h = self.linear.w[post.num_idx]
+        if len(w_h):
+            means = means + post.means @ w_h
+        sd = math.sqrt(max(float(w_h @ post.cov @ w_h), 0.0)) if len(w_h) else 0.0
+        return means, sd, w_h
+
+    @staticmethod
+    def _p_positive(weights: np.ndarray, means: np.ndarray, sd: float) -> np.ndarray:
+        """P(score > 0) for mixtures along the last axis."""
+        z = ndtr(means / sd) if sd > 1e-12 * (1 + np.abs(means).max()) else (means > 0).astype(float)
+        return (weights * z).sum(axis=-1)
+
+    def assess(self, post: Posterior) -> _Assessment:
+        means, sd, _ = self._score(post)
+        p = float(self._p_positive(post.weights, means, sd))
+        decision = int(p > 0.5)
+        confidence = max(p, 1 - p)
+        return _Assessment(decision, confidence, confidence, float(_binary_entropy(np.array(p))))
+
+    def expected_entropy(self, post: Posterior, candidates: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+        means, sd, w_h = self._score(post)
+        out = np.zeros(len(candidates))
+        for n, i in enumerate(candidates):
+            if post.prior.features[i].is_categorical:
+                probs = post.category_probabilities(i)
+                p_col = int(np.flatnonzero(post.cat_idx == i)[0])
+                for code, mass in probs.items():
+                    mask = post.cats[:, p_col] == code
+                    p = self._p_positive(post.weights[mask] / mass, means[mask], sd)
+                    out[n] += mass * float(_binary_entropy(np.array(p)))
+                continue
+            p_col = int(np.flatnonzero(post.num_idx == i)[0])
+            var = max(post.cov[p_col, p_col], 1e-300)
+            cov_score = float(post.cov[:, p_col] @ w_h)  # Cov(score, x_i)
+            sd_after = math.sqrt(max(sd**2 - cov_score**2 / var, 0.0))
+            mu_i = post.means[:, p_col]
+            # x_i ranges over each component's Gaussian: K components x Q quadrature nodes.
+            values = (mu_i[:, None] + math.sqrt(2 * var) * self.nodes[None, :]).ravel()
+            value_weights = (post.weights[:, None] * self.node_weights[None, :]).ravel()
+            resid = values[:, None] - mu_i[None, :]
+            logw = np.log(np.maximum(post.weights, 1e-300))[None, :] - resid**2 / (2 * var)
+            comp = np.exp(logw - logw.max(axis=1, keepdims=True))
+            comp /= comp.sum(axis=1, keepdims=True)
+            p = self._p_positive(comp, means[None, :] + cov_score / var * resid, sd_after)
+            out[n] = float(value_weights @ _binary_entropy(p))
+        return out
+
+
+class _MonteCarlo:
+    """Uncertainty of any model's decision, estimated by sampling the hidden features."""
+
+    method = "monte-carlo"
+
+    def __init__(self, decide: Callable[[np.ndarray], np.ndarray], n_labels: int, config: DisclosureConfig) -> None:
+        self.decide = decide
+        self.n_labels = n_labels
+        self.config = config
+
+    def assess(self, post: Posterior, rng: np.random.Generator) -> _Assessment:
+        if not post.hidden:
+            decision = int(_chunked(self.decide, post.base_row()[None, :])[0])
+            return _Assessment(decision, 1.0, 1.0, 0.0)
+        target = 1 - self.config.delta
+        counts = np.zeros(self.n_labels)
+        batch = self.config.n_samples
+        while True:
+            decisions = _chunked(self.decide, post.sample(batch, rng))
+            counts += np.bincount(decisions, minlength=self.n_labels)[: self.n_labels]
+            total = counts.sum()
+            mode = int(counts.argmax())
+            lower, upper = _clopper_pearson(int(counts[mode]), int(total), self.config.bound_level)
+            if lower >= target or upper < target or total >= self.config.max_samples:
+                break
+            batch = int(min(total, self.config.max_samples - total))  # double the sample
+        return _Assessment(mode, counts[mode] / total, lower, float(_entropy_bits(counts / total)))
+
+    def expected_entropy(self, post: Posterior, candidates: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+        m, n_in = self.config.lookahead_values, self.config.lookahead_samples
+        uniforms = rng.random(n_in)
+        normals = rng.standard_normal((n_in, len(post.num_idx)))
+        noise = normals @ post.cholesky().T if len(post.num_idx) else normals
+        blocks: list[np.ndarray] = []
+        owners: list[tuple[int, float]] = []  # (candidate position, weight of that value) per block of n_in rows
+        for n, i in enumerate(candidates):
+            if post.prior.features[i].is_categorical:
+                probs = sorted(post.category_probabilities(i).items(), key=lambda kv: -kv[1])[: max(m, 24)]
+                total = sum(p for _, p in probs)
+                for code, p in probs:
+                    blocks.append(post.given(i, code).sample(n_in, rng, uniforms=uniforms, normals=normals))
+                    owners.append((n, p / total))
+            else:
+                values = post.quantiles(i, (np.arange(m) + 0.5) / m)  # stratified: one value per 1/m of probability
+                rows = _sample_given_values(post, i, values, uniforms, noise)
+                blocks.extend(rows)
+                owners.extend((n, 1.0 / m) for _ in range(m))
+        decisions = _chunked(self.decide, np.concatenate(blocks)).reshape(len(blocks), n_in)
+        counts = (decisions[:, :, None] == np.arange(self.n_labels)).sum(axis=1)
+        entropy = _entropy_bits(counts / n_in)
+        out = np.zeros(len(candidates))
+        for (n, weight), h in zip(owners, entropy):
+            out[n] += weight * h
+        return out
+
+
+def _sample_given_values(post: Posterior, i: int, values: np.ndarray, uniforms: np.ndarray,
+                         noise: np.ndarray) -> np.ndarray:
+    """For each value v of hidden numeric feature i: rows sampled from the posterior given x_i = v.
+
+    Vectorised form of ``post.given(i, v).sample(...)`` for many v at once; shape (len(values), n, d).
+    ``noise`` (n, h) holds draws from N(0, post.cov); conditioning them on their own i-th
+    column (Matheron's rule: e - gain * e_i) gives draws from the conditional covariance
+    without factorising it again for every candidate.
+    """
+    p = int(np.flatnonzero(post.num_idx == i)[0])
+    var = max(post.cov[p, p], 1e-300)
+    gain = post.cov[:, p] / var
+    resid = values[:, None] - post.means[None, :, p]  # (m, K)
+    logw = np.log(np.maximum(post.weights, 1e-300))[None, :] - resid**2 / (2 * var)
+    comp_w = np.exp(logw - logw.max(axis=1, keepdims=True))
+    comp_w /= comp_w.sum(axis=1, keepdims=True)
+    keep = np.delete(np.arange(len(post.num_idx)), p)
+    n = len(uniforms)
+    if len(post.weights) == 1:
+        comp = np.zeros((len(values), n), dtype=int)
+    else:
+        comp = np.minimum((uniforms[None, :, None] > np.cumsum(comp_w, axis=1)[:, None, :]).sum(-1),
+                          len(post.weights) - 1)
+    rows = np.tile(post.base_row(), (len(values), n, 1))
+    if len(keep):
+        cond_noise = noise[:, keep] - np.outer(noise[:, p], gain[keep])  # (n, h-1)
+        means = post.means[comp][..., keep] + resid[np.arange(len(values))[:, None], comp][..., None] * gain[keep]
+        rows[:, :, post.num_idx[keep]] = post.observe_numeric(means + cond_noise[None, :, :], post.num_idx[keep])
+    rows[:, :, i] = post.prior.observed(i, values)[:, None]
+    if len(post.cat_idx):
+        rows[:, :, post.cat_idx] = post.cats[comp]
+    return rows
+
+
+def _clopper_pearson(k: int, n: int, level: float) -> tuple[float, float]:
+    """One-sided exact binomial bounds: P(true rate >= lower) >= level, and likewise for upper."""
+    from scipy.stats import beta
+
+    alpha = 1 - level
+    lower = 0.0 if k == 0 else float(beta.ppf(alpha, k, n - k + 1))
+    upper = 1.0 if k == n else float(beta.ppf(1 - alpha, k + 1, n - k))
+    return lower, upper
+
+
+# ---------------------------------------------------------------------- the selector
+
+
+def minimal_disclosure(model: Any, prior: Prior, x: Mapping[str, Any] | Sequence[Any] | np.ndarray,
+                       config: DisclosureConfig | None = None) -> Disclosure:
+    """Choose the fewest of ``x``'s features that fix ``model``'s decision with probability >= 1 - delta.
+
+    ``model``: a linear model (closed form), or anything with ``predict_proba``, a torch
+    module, or a function returning class probabilities (Monte-Carlo); it receives
+    prior rows encoded by ``config.encoding``. ``prior``: a fitted :class:`Prior` over
+    the same features. ``x``: one person's features, ``{name: value}`` or a sequence
+    in ``prior.names`` order; a value of ``None`` means the person cannot reveal it
+    (it stays hidden, drawn from the prior).
+
+    Returns a :class:`Disclosure`; see the module docstring for the method.
+    """
+    config = config or DisclosureConfig()
+    rng = np.random.default_rng(config.seed)
+    row = prior.row(x)
+    for label, names in (("public", config.public), ("costs", config.costs), ("order", config.order or ())):
+        unknown = [n for n in names if n not in prior.names]
+        if unknown:
+            raise LocalpersError(f"{label}: unknown feature(s) {', '.join(map(str, unknown))}")
+    public = [prior.index(n) for n in config.public]
+    missing_public = [prior.names[i] for i in public if math.isnan(row[i])]
+    if missing_public:
+        raise LocalpersError(f"public feature(s) without a value: {', '.join(missing_public)}")
+    private = [i for i in range(len(prior.names)) if i not in public]
+    cost = {i: float(config.costs.get(prior.names[i], 0.0)) for i in private}
+    revealable = [i for i in private if not math.isnan(row[i]) and math.isfinite(cost[i])]
+
+    evaluator, labels = _evaluator(model, prior, config)
+    post = prior.posterior({i: row[i] for i in public})
+    state = _assess(evaluator, post, rng)
+    target = 1 - config.delta
+    fixed_order = None
+    if config.order is not None:
+        named = [prior.index(n) for n in config.order]
+        fixed_order = [i for i in named + [i for i in private if i not in named] if i in revealable]
+    steps: list[Step] = []
+    while state.lower < target:
+        candidates = [i for i in revealable if i not in post.known]
+        if not candidates:
+            break
+        gain = None
+        if fixed_order is not None:
+            chosen = next(i for i in fixed_order if i not in post.known)
+            reason = "next in the given order"
+        elif len(candidates) == 1:
+            chosen = candidates[0]
+            reason = "the only feature left to reveal"
+        else:
+            expected = evaluator.expected_entropy(post, candidates, rng)
+            gains = state.entropy - expected
+            scores = gains - config.cost_weight * np.array([cost[i] for i in candidates])
+            best = int(np.argmax(scores))
+            chosen, gain = candidates[best], float(gains[best])
+            runner_up = np.argsort(-scores)[1]
+            reason = (f"removes the most expected uncertainty: {gain:.3f} bits"
+                      + (f" - {config.cost_weight:g} x cost {cost[chosen]:g}" if cost[chosen] else "")
+                      + f" (next best: {prior.names[candidates[runner_up]]}, {gains[runner_up]:.3f} bits"
+                      + (f", cost {cost[candidates[runner_up]]:g}" if cost[candidates[runner_up]] else "") + ")")
+        post = post.given(chosen, row[chosen])
+        new = _assess(evaluator, post, rng)
+        steps.append(Step(prior.names[chosen], _plain(prior.value(chosen, row[chosen])), reason, state.confidence,
+                          new.confidence, _plain(labels[new.decision]), gain, cost[chosen]))
+        state = new
+    revealed = [s.feature for s in steps]
+    return Disclosure(
+        decision=_plain(labels[state.decision]),
+        confidence=float(state.confidence),
+        revealed=revealed,
+        values={s.feature: s.value for s in steps},
+        withheld=[prior.names[i] for i in private if prior.names[i] not in revealed],
+        public=[prior.names[i] for i in public],
+        steps=steps,
+        delta=config.delta,
+        method=evaluator.method,
+        public_values={prior.names[i]: _plain(prior.value(i, row[i])) for i in public},
+        confidence_lower=None if evaluator.method == "closed-form" else float(state.lower),
+    )
+
+
+def _evaluator(model: Any, prior: Prior, config: DisclosureConfig) -> tuple[_ClosedForm | _MonteCarlo, tuple]:
+    if config.method != "monte-carlo":
+        # With empirical margins the score is no longer Gaussian, so no closed form.
+        linear = None if prior.margins else _linear_form(model, prior, config.encoding)
+        if linear is not None:
+            return _ClosedForm(linear, config), tuple(config.labels or linear.labels)
+        if config.method == "closed-form":
+            raise LocalpersError(f"no closed form for a {type(model).__name__} with this prior: it needs a binary "
+                                 "linear model (optionally after scalers) and a prior with Gaussian margins; "
+                                 "use method='monte-carlo'")
+    decide, labels = _decision_function(model, prior, config)
+    return _MonteCarlo(decide, len(labels), config), labels
+
+
+def _assess(evaluator: _ClosedForm | _MonteCarlo, post: Posterior, rng: np.random.Generator) -> _Assessment:
+    if isinstance(evaluator, _MonteCarlo):
+        return evaluator.assess(post, rng)
+    return evaluator.assess(post)
