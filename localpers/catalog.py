@@ -1,0 +1,738 @@
+"""Catalogs: the public lists of things to recommend (books, films, articles, products).
+
+A catalog is not personal, so it is stored in the clear under the data directory,
+one folder per catalog::
+
+    <data dir>/catalogs/<name>/catalog.db      items (SQLite, via sqlite-utils)
+    <data dir>/catalogs/<name>/vectors.usearch item embeddings (a usearch index)
+    <data dir>/catalogs/<name>/item2item.npz   optional item-to-item model shipped with the catalog
+
+What the user *does* with catalog items (likes, ratings, clicks) is personal and lives
+sealed in the vault's ``interactions`` table, never here.
+
+An item-to-item model carries collaborative signal computed elsewhere from many
+people's aggregate data (EASE weights, item-kNN neighbour lists). Loading one sends
+nothing anywhere: the device only reads the weights.
+
+Example::
+
+    >>> from localpers.catalog import Catalog
+    >>> catalog = Catalog("films")                            # doctest: +SKIP
+    >>> report = catalog.import_file("films.jsonl")           # doctest: +SKIP
+    >>> print(report.summary())                               # doctest: +SKIP
+    98 items imported into 'films' (2 broken rows skipped)
+    >>> catalog.get("nosferatu-1922").title                   # doctest: +SKIP
+    'Nosferatu'
+    >>> catalog.load_item_model("item2item.npz")              # doctest: +SKIP
+
+Input rows (JSONL objects, CSV rows or JSON arrays of objects) need ``id`` and
+``title``; ``kind``/``type``, text fields (``text``, ``description``, ``summary``,
+``overview``, ``abstract``, ``body``) and tags (``tags``, ``genres``, ``categories``,
+``keywords``; a list or a ``|``/``;``/``,``-separated string) are understood; every
+other field is kept as an attribute.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+from scipy import sparse
+
+from .errors import LocalpersError
+from .index import VectorIndex
+from .paths import data_dir
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,59}$")
+TEXT_FIELDS = ("text", "description", "summary", "overview", "abstract", "body")
+TAG_FIELDS = ("tags", "genres", "categories", "keywords")
+ID_FIELDS = ("id", "item_id")
+TITLE_FIELDS = ("title", "name")
+KIND_FIELDS = ("kind", "type")
+MAX_ID = 200
+EMBED_CHARS = 1000  # MiniLM reads 256 word pieces; more text only costs time
+# Public-domain books and films; the short descriptions were written for localpers.
+DEMO_CATALOG = Path(__file__).parent / "demo_data" / "catalog.jsonl"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One catalog entry."""
+
+    id: str
+    title: str
+    kind: str = ""
+    text: str = ""
+    tags: tuple[str, ...] = ()
+    attrs: dict = field(default_factory=dict)
+
+    def embed_text(self) -> str:
+        """The text its embedding is computed from: title, tags, description."""
+        parts = [self.title]
+        if self.tags:
+            parts.append(", ".join(self.tags))
+        if self.text:
+            parts.append(self.text)
+        return ". ".join(parts)[:EMBED_CHARS]
+
+    def label(self) -> str:
+        """A short human label: the title, with the year when the item has one."""
+        year = self.attrs.get("year")
+        return f"{self.title} ({year})" if year not in (None, "") and str(year) not in self.title else self.title
+
+
+@dataclass
+class BadRow:
+    """A row that could not be imported, and why."""
+
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    """What an import did."""
+
+    catalog: str
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    embedded: int = 0
+    skipped: list[BadRow] = field(default_factory=list)
+
+    @property
+    def imported(self) -> int:
+        return self.added + self.updated + self.unchanged
+
+    def summary(self) -> str:
+        text = f"{self.imported} items imported into {self.catalog!r}"
+        details = []
+        if self.added != self.imported:
+            details.append(f"{self.added} new, {self.updated} changed, {self.unchanged} unchanged")
+        if self.skipped:
+            details.append(f"{len(self.skipped)} broken row{'s' if len(self.skipped) != 1 else ''} skipped")
+        return text + (f" ({'; '.join(details)})" if details else "")
+
+
+# ---------------------------------------------------------------------- reading files
+
+
+def read_rows(path: str | Path) -> Iterator[tuple[int, dict | BadRow]]:
+    """Yield ``(line number, row dict)`` from a JSONL, JSON or CSV file, or a :class:`BadRow`.
+
+    File-level problems (missing file, unknown format, CSV without the needed header)
+    raise :class:`LocalpersError`; row-level problems are yielded, so an import can
+    report them and carry on.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise LocalpersError(f"no such catalog file: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".json", ".csv", ".tsv"):
+        raise LocalpersError(f"{path.name}: unknown catalog format {suffix or '(none)'}; use .jsonl, .json or .csv")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LocalpersError(f"{path.name} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    if suffix in (".csv", ".tsv"):
+        yield from _read_csv(text, path.name, "\t" if suffix == ".tsv" else ",")
+    elif suffix == ".json" and text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LocalpersError(f"{path.name} is not valid JSON ({exc.msg}, line {exc.lineno})") from exc
+        for n, row in enumerate(rows, 1):
+            yield n, row if isinstance(row, dict) else BadRow(n, "not a JSON object")
+    else:
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield n, BadRow(n, f"not valid JSON ({exc.msg})")
+                continue
+            yield n, row if isinstance(row, dict) else BadRow(n, "not a JSON object")
+
+
+_EXTRA = "\0extra"  # where csv puts the values of a row longer than the header
+
+
+def _read_csv(text: str, name: str, delimiter: str) -> Iterator[tuple[int, dict | BadRow]]:
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter, restkey=_EXTRA)
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    if not header:
+        return
+    missing = [f"{names[0]!r}" for names in (ID_FIELDS, TITLE_FIELDS) if not set(names) & set(header)]
+    if missing:
+        raise LocalpersError(f"{name}: the header needs {' and '.join(missing)} columns (found: {', '.join(header)})")
+    reader.fieldnames = header
+    for row in reader:
+        line = reader.line_num
+        if _EXTRA in row:
+            yield line, BadRow(line, f"{len(header) + len(row[_EXTRA])} fields, the header has {len(header)}")
+        elif any(v is None for v in row.values()):
+            yield line, BadRow(line, f"{sum(v is not None for v in row.values())} fields, the header has {len(header)}")
+        else:
+            yield line, {k: v for k, v in row.items() if v != ""}
+
+
+def parse_item(row: dict, *, default_kind: str = "") -> Item:
+    """Turn one input row into an :class:`Item`; raises ValueError saying what is wrong."""
+    row = {str(k).strip().lower(): v for k, v in row.items()}
+    item_id = _first(row, ID_FIELDS)
+    if item_id is None or (isinstance(item_id, str) and not item_id.strip()):
+        raise ValueError("missing 'id'")
+    if isinstance(item_id, bool) or not isinstance(item_id, (str, int)):
+        raise ValueError(f"'id' must be text or a whole number, not {type(item_id).__name__}")
+    item_id = str(item_id).strip()
+    if len(item_id) > MAX_ID:
+        raise ValueError(f"'id' is longer than {MAX_ID} characters")
+    title = _first(row, TITLE_FIELDS)
+    if not isinstance(title, str) or not title.strip():
+        raise ValueError(f"item {item_id!r}: missing 'title'" if title in (None, "") else
+                         f"item {item_id!r}: 'title' must be text")
+    kind = _first(row, KIND_FIELDS) or default_kind
+    if not isinstance(kind, str):
+        raise ValueError(f"item {item_id!r}: 'kind' must be text")
+    texts = []
+    for name in TEXT_FIELDS:
+        value = row.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ValueError(f"item {item_id!r}: {name!r} must be text")
+        if value.strip():
+            texts.append(value.strip())
+    tags: list[str] = []
+    for name in TAG_FIELDS:
+        value = row.get(name)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            tags.extend(t.strip() for t in re.split(r"[|;,]", value))
+        elif isinstance(value, list) and all(isinstance(t, (str, int, float)) for t in value):
+            tags.extend(str(t).strip() for t in value)
+        else:
+            raise ValueError(f"item {item_id!r}: {name!r} must be a list of words or a '|'-separated string")
+    known = {*ID_FIELDS, *TITLE_FIELDS, *KIND_FIELDS, *TEXT_FIELDS, *TAG_FIELDS}
+    attrs = {k: v for k, v in row.items() if k not in known and v is not None}
+    seen: set[str] = set()
+    unique_tags = tuple(t for t in tags if t and not (t.lower() in seen or seen.add(t.lower())))
+    return Item(item_id, title.strip(), kind.strip().lower(), "\n\n".join(texts), unique_tags, attrs)
+
+
+def _first(row: dict, names: tuple[str, ...]) -> Any:
+    for name in names:
+        if row.get(name) is not None:
+            return row[name]
+    return None
+
+
+# ---------------------------------------------------------------------- the catalog
+
+
+class Catalog:
+    """A named catalog on disk: items in SQLite, their embeddings in a usearch index.
+
+    Opening a name that does not exist yet creates an empty catalog.
+    """
+
+    def __init__(self, name: str = "default", *, home: Path | None = None) -> None:
+        if not _NAME.match(name):
+            raise LocalpersError(f"invalid catalog name {name!r}: use 1-60 lowercase letters, digits, '.', '_' or '-'")
+        self.name = name
+        self.folder = self.root(home) / name
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite_utils.Database(self.folder / "catalog.db")
+        if "items" not in self.db.table_names():
+            self.db["items"].create({"id": str, "position": int, "kind": str, "title": str, "text": str,
+                                     "tags": str, "attrs": str, "digest": str, "text_digest": str, "embedded": int},
+                                    pk="id")
+            self.db["items"].create_index(["position"], unique=True)
+            self.db["meta"].create({"key": str, "value": str}, pk="key")
+        self._index: VectorIndex | None = None
+        self._item_model: ItemModel | None = None
+        self._items: list[Item] | None = None
+        self.version = self._version()
+
+    @staticmethod
+    def root(home: Path | None = None) -> Path:
+        return (home or data_dir()) / "catalogs"
+
+    @classmethod
+    def names(cls, home: Path | None = None) -> list[str]:
+        """The catalogs on this machine."""
+        root = cls.root(home)
+        return sorted(p.name for p in root.iterdir() if (p / "catalog.db").exists()) if root.exists() else []
+
+    @classmethod
+    def exists(cls, name: str, home: Path | None = None) -> bool:
+        return (cls.root(home) / name / "catalog.db").exists()
+
+    @classmethod
+    def find(cls, name: str | None = None, home: Path | None = None) -> "Catalog":
+        """The catalog called ``name``; without a name, the only one there is (or the one called 'default')."""
+        names = cls.names(home)
+        if name:
+            if name not in names:
+                raise LocalpersError(f"no catalog named {name!r}" + (f"; there is {', '.join(names)}" if names else
+                                     "; import one with: localpers catalog import FILE"))
+            return cls(name, home=home)
+        if not names:
+            raise LocalpersError("no catalog yet; import one with: localpers catalog import FILE "
+                                 "(or try the bundled one: localpers catalog import --demo)")
+        if len(names) == 1:
+            return cls(names[0], home=home)
+        if "default" in names:
+            return cls("default", home=home)
+        raise LocalpersError(f"several catalogs ({', '.join(names)}); pick one with --catalog")
+
+    @classmethod
+    def demo(cls, home: Path | None = None, *, embedder: Any = None) -> "Catalog":
+        """The bundled demo catalog (public-domain books and films), imported on first use."""
+        catalog = cls("demo", home=home)
+        if len(catalog) == 0 or catalog.pending():
+            catalog.import_file(DEMO_CATALOG, embedder=embedder)
+        return catalog
+
+    def __len__(self) -> int:
+        return self.db["items"].count
+
+    def __repr__(self) -> str:
+        return f"Catalog({self.name!r}, {len(self)} items)"
+
+    def meta(self, key: str) -> str | None:
+        rows = list(self.db.query("select value from meta where key = ?", [key]))
+        return rows[0]["value"] if rows else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.db["meta"].upsert({"key": key, "value": value}, pk="key")
+
+    def _version(self) -> str:
+        return self.meta("version") or "0"
+
+    def _touch(self) -> None:
+        # Anything that caches catalog-derived arrays compares this to notice changes.
+        self.version = f"{time.time():.6f}"
+        self._set_meta("version", self.version)
+        self._items = None
+
+    # ------------------------------------------------------------------ items
+
+    def get(self, item_id: str) -> Item | None:
+        rows = list(self.db.query("select * from items where id = ?", [str(item_id)]))
+        return _item(rows[0]) if rows else None
+
+    def items(self) -> list[Item]:
+        """Every item, in catalog order (the order they were first imported)."""
+        if self._items is None or self._version() != self.version:
+            self.version = self._version()
+            self._items = [_item(r) for r in self.db.query("select * from items order by position")]
+        return self._items
+
+    def ids(self) -> list[str]:
+        return [item.id for item in self.items()]
+
+    def kinds(self) -> dict[str, int]:
+        """How many items of each kind."""
+        return {r["kind"]: r["n"] for r in self.db.query("select kind, count(*) n from items group by kind order by n desc")}
+
+    def pending(self) -> int:
+        """How many items still wait for their embedding."""
+        return self.db["items"].count_where("embedded = 0")
+
+    def add_items(self, rows: Iterable[dict | Item], *, default_kind: str = "", report: ImportReport | None = None,
+                  lines: Iterable[int] | None = None) -> ImportReport:
+        """Validate and store items (new ids are added, known ids updated); embeddings come later.
+
+        Rows that fail validation are listed in ``report.skipped``; nothing stored is lost.
+        """
+        report = report or ImportReport(self.name)
+        line_numbers = iter(lines) if lines is not None else iter(range(1, 1 << 62))
+        existing = {r["id"]: r for r in self.db.query("select id, digest, text_digest from items")}
+        next_position = (self.db.execute("select coalesce(max(position), 0) + 1 from items").fetchone()[0])
+        first_line: dict[str, int] = {}
+        batch: list[dict] = []
+        for row in rows:
+            line = next(line_numbers)
+            if isinstance(row, BadRow):
+                report.skipped.append(row)
+                continue
+            try:
+                item = row if isinstance(row, Item) else parse_item(row, default_kind=default_kind)
+            except ValueError as exc:
+                report.skipped.append(BadRow(line, str(exc)))
+                continue
+            if item.id in first_line:
+                report.skipped.append(BadRow(line, f"duplicate id {item.id!r} (first on line {first_line[item.id]})"))
+                continue
+            first_line[item.id] = line
+            text_digest = _digest(item.embed_text())
+            digest = _digest(json.dumps([item.embed_text(), item.kind, item.attrs], sort_keys=True, default=str))
+            old = existing.get(item.id)
+            if old is not None and old["digest"] == digest:
+                report.unchanged += 1
+                continue
+            values = {"id": item.id, "kind": item.kind, "title": item.title, "text": item.text,
+                      "tags": json.dumps(list(item.tags), ensure_ascii=False),
+                      "attrs": json.dumps(item.attrs, ensure_ascii=False, default=str), "digest": digest,
+                      "text_digest": text_digest}
+            if old is None:
+                values.update(position=next_position, embedded=0)
+                next_position += 1
+                report.added += 1
+            else:
+                if old["text_digest"] != text_digest:
+                    values["embedded"] = 0  # only a changed text needs a new embedding
+                report.updated += 1
+            existing[item.id] = {"digest": digest, "text_digest": text_digest}
+            batch.append(values)
+        # One call each: sqlite-utils writes them in large transactions (row by row is one fsync per row).
+        new = [values for values in batch if "position" in values]
+        changed = [values for values in batch if "position" not in values]
+        if new:
+            self.db["items"].insert_all(new)
+        if changed:
+            self.db["items"].upsert_all(changed, pk="id")
+        if batch:
+            self._touch()
+        return report
+
+    def import_file(self, path: str | Path, *, default_kind: str = "", embedder: Any = None,
+                    progress: Callable[[int, int], None] | None = None) -> ImportReport:
+        """Import a JSONL/JSON/CSV file, then embed what is new or changed.
+
+        Broken rows are reported in the result and skipped. Interrupting the embedding
+        keeps what is done; importing again (or :meth:`embed_pending`) finishes the rest.
+        """
+        numbered = list(read_rows(path))
+        report = self.add_items((row for _, row in numbered), default_kind=default_kind,
+                                lines=(n for n, _ in numbered))
+        self._set_meta("source", str(Path(path).expanduser().resolve()))
+        report.embedded = self.embed_pending(embedder=embedder, progress=progress)
+        return report
+
+    def remove(self, ids: Iterable[str]) -> int:
+        """Delete items (and their embeddings)."""
+        ids = [str(i) for i in ids]
+        removed = 0
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            removed += self.db.execute(f"delete from items where id in ({','.join('?' * len(chunk))})", chunk).rowcount
+        index = self.vectors()
+        index.remove([i for i in ids if i in index])
+        self._save_index(index)
+        self._touch()
+        return removed
+
+    # ------------------------------------------------------------------ embeddings
+
+    def embedding_model(self) -> str:
+        return self.meta("embedding_model") or "all-minilm-l6-v2"
+
+    def embed_pending(self, *, embedder: Any = None, progress: Callable[[int, int], None] | None = None,
+                      batch_size: int = 64) -> int:
+        """Embed the items that have no up-to-date vector yet; returns how many were embedded.
+
+        ``progress(done, total)`` is called after each batch. The index is saved at least
+        every few seconds and on interruption, so a cancelled run loses at most one batch.
+        """
+        todo = [r["id"] for r in self.db.query("select id from items where embedded = 0 order by position")]
+        if not todo:
+            return 0
+        if embedder is None:
+            from .embed import Embedder
+
+            embedder = Embedder.shared(self.embedding_model())
+        model_name = getattr(embedder, "name", "all-minilm-l6-v2")
+        if self.meta("embedding_model") not in (None, model_name):
+            # Vectors from two models cannot be compared: start the index over.
+            self.db.execute("update items set embedded = 0")
+            todo = self.ids()
+            self._index = VectorIndex(embedder.dim)
+        self._set_meta("embedding_model", model_name)
+        index = self.vectors(dim=embedder.dim)
+        done: list[str] = []
+        unsaved: list[str] = []
+        last_save = time.monotonic()
+        try:
+            for start in range(0, len(todo), batch_size):
+                ids = todo[start:start + batch_size]
+                texts = [self.get(i).embed_text() for i in ids]
+                index.add(ids, embedder.encode(texts))
+                unsaved.extend(ids)
+                done.extend(ids)
+                if time.monotonic() - last_save > 5:
+                    self._commit_embedded(index, unsaved)
+                    unsaved, last_save = [], time.monotonic()
+                if progress:
+                    progress(len(done), len(todo))
+        finally:
+            if unsaved:
+                self._commit_embedded(index, unsaved)
+            if done:
+                self._touch()
+        return len(done)
+
+    def _commit_embedded(self, index: VectorIndex, ids: list[str]) -> None:
+        # Index file first, then the flags: a crash in between only re-embeds a batch.
+        self._save_index(index)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            self.db.execute(f"update items set embedded = 1 where id in ({','.join('?' * len(chunk))})", chunk)
+
+    def _save_index(self, index: VectorIndex) -> None:
+        tmp = self.folder / "vectors.usearch.tmp"
+        tmp.write_bytes(index.to_bytes())
+        os.replace(tmp, self.folder / "vectors.usearch")
+
+    def vectors(self, *, dim: int = 384) -> VectorIndex:
+        """The usearch index of item embeddings (loaded once)."""
+        if self._index is None:
+            path = self.folder / "vectors.usearch"
+            if path.exists():
+                try:
+                    self._index = VectorIndex.from_bytes(path.read_bytes())
+                except LocalpersError:
+                    self.db.execute("update items set embedded = 0")
+                    path.unlink()
+                    raise LocalpersError(f"the embeddings of catalog {self.name!r} were damaged and are discarded; "
+                                         f"import the catalog again to rebuild them") from None
+            else:
+                self._index = VectorIndex(dim)
+        return self._index
+
+    def matrix(self) -> np.ndarray:
+        """Embeddings of all items in catalog order, one unit row each (zeros where not embedded yet)."""
+        items = self.items()
+        index = self.vectors()
+        out = np.zeros((len(items), index.dim), dtype=np.float32)
+        have = [(n, item.id) for n, item in enumerate(items) if item.id in index]
+        if have:
+            rows, ids = zip(*have)
+            out[list(rows)] = index.vectors(list(ids))
+        return out
+
+    def similar(self, item_id: str, k: int = 10) -> list[tuple[Item, float]]:
+        """Items whose embedding is closest to ``item_id``'s (through the usearch index)."""
+        index = self.vectors()
+        if item_id not in index:
+            raise LocalpersError(f"catalog {self.name!r} has no embedded item {item_id!r}")
+        hits = index.search(index.vectors([item_id])[0], k + 1, exact=len(index) <= 10_000)
+        return [(self.get(i), s) for i, s in hits if i != item_id][:k]
+
+    # ------------------------------------------------------------------ item-to-item model
+
+    def load_item_model(self, path: str | Path) -> "ItemModel":
+        """Install an item-to-item model file (``.npz`` or neighbour-list ``.jsonl``) into this catalog."""
+        model = ItemModel.load(path)
+        known = set(self.ids())
+        matched = sum(1 for i in model.ids if i in known)
+        if model.ids and matched == 0:
+            raise LocalpersError(f"{Path(path).name}: none of its {len(model.ids)} item ids are in catalog {self.name!r}")
+        model.info = {**model.info, "matched": matched, "source": Path(path).name}
+        self.save_item_model(model)
+        return model
+
+    def save_item_model(self, model: "ItemModel") -> None:
+        model.save(self.folder / "item2item.npz")
+        self._item_model = model
+        self._touch()
+
+    @property
+    def item_model(self) -> "ItemModel | None":
+        """The installed item-to-item model, or None."""
+        if self._item_model is None and (self.folder / "item2item.npz").exists():
+            self._item_model = ItemModel.load(self.folder / "item2item.npz")
+        return self._item_model
+
+    def delete(self) -> None:
+        """Remove this catalog from disk."""
+        self.db.conn.close()
+        shutil.rmtree(self.folder)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _item(row: dict) -> Item:
+    return Item(row["id"], row["title"], row["kind"] or "", row["text"] or "", tuple(json.loads(row["tags"] or "[]")),
+                json.loads(row["attrs"] or "{}"))
+
+
+# ---------------------------------------------------------------------- item-to-item models
+
+
+@dataclass
+class ItemModel:
+    """Item-to-item weights: ``weights[i, j]`` says how much interest in ``ids[i]`` predicts ``ids[j]``.
+
+    ``counts[i]`` is how many people interacted with ``ids[i]`` in the data the model
+    came from (popularity; zero when unknown). ``info`` says how it was made.
+
+    Files: ``.npz`` with ``ids``, CSR ``data``/``indices``/``indptr``, ``counts`` and
+    ``info`` (JSON); or ``.jsonl`` with one ``{"item": id, "neighbors": [[id, weight], ...],
+    "count": n}`` per line.
+    """
+
+    ids: list[str]
+    weights: sparse.csr_matrix
+    counts: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if self.weights.shape != (n, n) or len(self.counts) != n:
+            raise LocalpersError(f"item model shapes disagree: {n} ids, weights {self.weights.shape}, "
+                                 f"{len(self.counts)} counts")
+
+    @classmethod
+    def from_dense(cls, ids: list[str], weights: np.ndarray, counts: np.ndarray | None = None, *,
+                   top_k: int | None = None, info: dict | None = None) -> "ItemModel":
+        """Wrap a dense weight matrix, keeping each item's ``top_k`` strongest neighbours when given."""
+        weights = np.asarray(weights, dtype=np.float32).copy()
+        np.fill_diagonal(weights, 0.0)
+        if top_k is not None and top_k < weights.shape[1]:
+            drop = np.argpartition(-np.abs(weights), top_k, axis=1)[:, top_k:]
+            np.put_along_axis(weights, drop, 0.0, axis=1)
+        counts = np.zeros(len(ids), dtype=np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
+        return cls([str(i) for i in ids], sparse.csr_matrix(weights), counts, dict(info or {}))
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        w = self.weights.tocsr()
+        np.savez(tmp, ids=np.array(self.ids, dtype=str), data=w.data.astype(np.float32), indices=w.indices,
+                 indptr=w.indptr, counts=self.counts, info=np.array(json.dumps(self.info)))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ItemModel":
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise LocalpersError(f"no such item model file: {path}")
+        if path.suffix.lower() in (".jsonl", ".ndjson"):
+            return cls._load_jsonl(path)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                ids = [str(i) for i in f["ids"]]
+                weights = sparse.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=(len(ids), len(ids)))
+                return cls(ids, weights, f["counts"], json.loads(str(f["info"])) if "info" in f else {})
+        except (OSError, ValueError, KeyError) as exc:
+            raise LocalpersError(f"{path.name} is not an item model (.npz with ids, data, indices, indptr, counts): "
+                                 f"{exc}") from exc
+
+    @classmethod
+    def _load_jsonl(cls, path: Path) -> "ItemModel":
+        lists: dict[str, list] = {}
+        counts: dict[str, int] = {}
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                item = str(row["item"])
+                lists[item] = [(str(j), float(w)) for j, w in row.get("neighbors", [])]
+                counts[item] = int(row.get("count", 0))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise LocalpersError(f"{path.name} line {n}: expected {{\"item\": id, \"neighbors\": [[id, weight], ...]}}"
+                                     f" ({exc})") from exc
+        ids = list(dict.fromkeys([*lists, *(j for pairs in lists.values() for j, _ in pairs)]))
+        pos = {item: k for k, item in enumerate(ids)}
+        rows, cols, vals = [], [], []
+        for item, pairs in lists.items():
+            for j, w in pairs:
+                rows.append(pos[item])
+                cols.append(pos[j])
+                vals.append(w)
+        weights = sparse.csr_matrix((np.array(vals, dtype=np.float32), (rows, cols)), shape=(len(ids), len(ids)))
+        return cls(ids, weights, np.array([counts.get(i, 0) for i in ids], dtype=np.int64), {"format": "jsonl"})
+
+    def aligned(self, catalog_ids: list[str]) -> tuple[sparse.csr_matrix, np.ndarray]:
+        """Weights and counts re-indexed to ``catalog_ids`` (items the model lacks get zeros)."""
+        pos = {item: k for k, item in enumerate(catalog_ids)}
+        mapping = np.array([pos.get(i, -1) for i in self.ids])
+        keep = mapping >= 0
+        w = self.weights.tocoo()
+        ok = keep[w.row] & keep[w.col]
+        aligned = sparse.csr_matrix((w.data[ok], (mapping[w.row[ok]], mapping[w.col[ok]])),
+                                    shape=(len(catalog_ids), len(catalog_ids)), dtype=np.float32)
+        counts = np.zeros(len(catalog_ids), dtype=np.int64)
+        counts[mapping[keep]] = self.counts[keep]
+        return aligned, counts
+
+
+def interaction_matrix(pairs: Iterable[tuple[Any, str]], ids: list[str]) -> sparse.csr_matrix:
+    """A binary user-by-item matrix from ``(user, item)`` pairs (items outside ``ids`` are dropped)."""
+    pos = {item: k for k, item in enumerate(ids)}
+    users: dict[Any, int] = {}
+    rows, cols = [], []
+    for user, item in pairs:
+        if item in pos:
+            rows.append(users.setdefault(user, len(users)))
+            cols.append(pos[item])
+    m = sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(users), len(ids)))
+    m.data[:] = 1.0  # repeated pairs count once
+    return m
+
+
+def fit_ease(matrix: sparse.spmatrix | np.ndarray, l2: float = 300.0) -> np.ndarray:
+    """EASE (Steck 2019): the closed-form item-to-item weights for a user-by-item matrix.
+
+    ``B = I - P / diag(P)`` with ``P = (X^T X + l2 I)^-1``, diagonal forced to zero.
+
+    Example::
+
+        >>> import numpy as np
+        >>> X = np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1]], dtype=np.float32)
+        >>> B = fit_ease(X, l2=1.0)
+        >>> B.shape, float(B[0, 0])
+        ((3, 3), 0.0)
+    """
+    x = sparse.csr_matrix(matrix, dtype=np.float64)
+    gram = (x.T @ x).toarray()
+    gram[np.diag_indices_from(gram)] += l2
+    p = np.linalg.inv(gram)
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    return b.astype(np.float32)
+
+
+def fit_item_knn(matrix: sparse.spmatrix | np.ndarray, k: int = 100, shrink: float = 10.0) -> sparse.csr_matrix:
+    """Item-kNN: cosine similarity between item columns, each item's ``k`` nearest kept."""
+    x = sparse.csc_matrix(matrix, dtype=np.float32)
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
+    sims = (x.T @ x).toarray()
+    sims /= np.outer(norms, norms) + shrink
+    np.fill_diagonal(sims, 0.0)
+    if k < sims.shape[1]:
+        drop = np.argpartition(-sims, k, axis=1)[:, k:]
+        np.put_along_axis(sims, drop, 0.0, axis=1)
+    return sparse.csr_matrix(sims)
+
+
+def item_model_from_pairs(pairs: Iterable[tuple[Any, str]], ids: list[str], *, l2: float = 300.0,
+                          top_k: int | None = None) -> ItemModel:
+    """Fit an EASE item model from ``(user, item)`` interaction pairs: what a catalog maker ships."""
+    x = interaction_matrix(pairs, ids)
+    counts = np.asarray(x.sum(axis=0)).ravel().astype(np.int64)
+    return ItemModel.from_dense(ids, fit_ease(x, l2), counts, top_k=top_k,
+                                info={"method": "ease", "l2": l2, "users": x.shape[0], "top_k": top_k})

@@ -1,0 +1,278 @@
+"""``localpers catalog``, ``recommend``, ``feedback`` and ``profile``: recommendations from a local catalog.
+
+Examples::
+
+    localpers catalog import films.jsonl --name films
+    localpers catalog import --demo
+    localpers catalog model item2item.npz --catalog films
+    localpers recommend -n 5 --kind film --explain
+    localpers feedback nosferatu like
+    localpers feedback metropolis rating --value 4
+    localpers profile show
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import LocalpersError
+
+FEEDBACK = ["like", "dislike", "not-interested", "rating", "read", "click"]
+# The same --user option as localpers.cli.user_options, defined here so this module imports on its own.
+user_option = click.option("--user", "-u", envvar="LOCALPERS_USER", default=None,
+                           help="Whose vault to open (default: the demo profile, or default_user in config.toml).")
+
+
+def _catalog_name(path: Path) -> str:
+    name = re.sub(r"[^a-z0-9_.-]+", "-", path.stem.lower()).strip("-.") or "default"
+    return name[:60]
+
+
+@click.group(name="catalog")
+def catalog_group() -> None:
+    """Import and list catalogs of things to recommend.
+
+    A catalog is public data (titles, descriptions, tags), so it is stored unencrypted
+    under the data directory; what you do with its items stays in your vault.
+    """
+
+
+@catalog_group.command(name="import")
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", help="Catalog name (default: the file name).")
+@click.option("--kind", default="", help="Kind for rows that have none: book, film, article, product...")
+@click.option("--item-model", type=click.Path(dir_okay=False, path_type=Path),
+              help="An item-to-item model shipped with the catalog (.npz or neighbour-list .jsonl).")
+@click.option("--demo", is_flag=True, help="Import the bundled demo catalog (public-domain books and films).")
+def catalog_import(path: Path | None, name: str | None, kind: str, item_model: Path | None, demo: bool) -> None:
+    """Import items from a JSONL, JSON or CSV file (rows need id and title).
+
+    Broken rows are listed and skipped. Run the command again after an interruption:
+    what was imported stays, and the embedding picks up where it stopped.
+    """
+    from ..catalog import DEMO_CATALOG, Catalog
+
+    if demo:
+        path, name = DEMO_CATALOG, name or "demo"
+    if path is None:
+        raise LocalpersError("give a file to import (JSONL, JSON or CSV), or --demo for the bundled catalog")
+    catalog = Catalog(name or _catalog_name(path))
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label="Embedding", file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
+    try:
+        report = catalog.import_file(path, default_kind=kind, progress=progress)
+    except KeyboardInterrupt:
+        click.echo(f"\nStopped; {len(catalog) - catalog.pending()} of {len(catalog)} items are embedded. "
+                   f"Run the same command again to finish.", err=True)
+        raise
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    for bad in report.skipped[:20]:
+        click.echo(f"skipped {bad}", err=True)
+    if len(report.skipped) > 20:
+        click.echo(f"... and {len(report.skipped) - 20} more broken rows", err=True)
+    click.echo(report.summary())
+    if item_model is not None:
+        model = catalog.load_item_model(item_model)
+        click.echo(f"item model installed: {model.info.get('matched', 0)} of {len(model.ids)} items match the catalog")
+
+
+@catalog_group.command(name="model")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--catalog", "catalog_name", help="Which catalog (default: the only one).")
+def catalog_model(path: Path, catalog_name: str | None) -> None:
+    """Install an item-to-item model (collaborative signal computed elsewhere) into a catalog."""
+    from ..catalog import Catalog
+
+    catalog = Catalog.find(catalog_name)
+    model = catalog.load_item_model(path)
+    click.echo(f"item model installed in {catalog.name!r}: {model.info.get('matched', 0)} of {len(model.ids)} "
+               f"items match the catalog")
+
+
+@catalog_group.command(name="list")
+def catalog_list() -> None:
+    """List the catalogs on this machine."""
+    from ..catalog import Catalog
+
+    names = Catalog.names()
+    if not names:
+        click.echo("No catalogs yet. Import one: localpers catalog import FILE (or --demo)")
+        return
+    for name in names:
+        catalog = Catalog(name)
+        kinds = ", ".join(f"{n} {k or 'item'}{'s' if n != 1 else ''}" for k, n in catalog.kinds().items())
+        extra = []
+        if catalog.pending():
+            extra.append(f"{catalog.pending()} not embedded yet")
+        if catalog.item_model is not None:
+            extra.append("item model")
+        click.echo(f"{name:<20} {len(catalog):>6} items  {kinds}" + (f"  [{'; '.join(extra)}]" if extra else ""))
+
+
+def _open_catalog(name: str | None, vault: object) -> object:
+    """The catalog to use; the demo vault gets the bundled demo catalog (and its ratings) when there is none."""
+    from ..catalog import Catalog
+
+    if name is None and not Catalog.names() and getattr(vault, "is_demo", False):
+        from ..recommend import read_events, seed_demo_feedback
+
+        catalog = Catalog.demo()
+        if not read_events(vault, catalog.name):
+            seed_demo_feedback(vault, catalog)
+        return catalog
+    return Catalog.find(name)
+
+
+@click.command(name="recommend")
+@user_option
+@click.option("-n", "--count", default=10, show_default=True, type=click.IntRange(1, 200), help="How many items.")
+@click.option("--kind", multiple=True, help="Only items of this kind (repeat for several).")
+@click.option("--tag", multiple=True, help="Only items with this tag (repeat for several).")
+@click.option("--catalog", "catalog_name", help="Which catalog (default: the only one).")
+@click.option("--interests", help="What you like, for this list only (e.g. 'sea stories, detectives').")
+@click.option("--explain", is_flag=True, help="Show what each score is made of.")
+@click.option("--llm", is_flag=True, help="Phrase the reasons with the local LLM (the writer model).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def recommend_cmd(count: int, kind: tuple[str, ...], tag: tuple[str, ...], catalog_name: str | None,
+                  interests: str | None, explain: bool, llm: bool, as_json: bool, user: str | None) -> None:
+    """Recommend items from a catalog, each with the reason it is there.
+
+    Computed on this machine from your encrypted interactions; nothing is sent anywhere.
+    """
+    from ..cli import open_vault
+    from ..recommend import Recommender
+
+    with open_vault(user) as vault:
+        catalog = _open_catalog(catalog_name, vault)
+        engine = None
+        if llm:
+            from ..llm import Engine
+            from ..paths import Config
+
+            engine = Engine.shared(Config.load().writer_model)
+        recs = Recommender(catalog).recommend(vault, count, kinds=kind or None, tags=tag or None,
+                                              interests=interests, engine=engine)
+    if not recs:
+        click.echo("Nothing to recommend: the catalog is empty, or every matching item was already seen.")
+        return
+    for n, rec in enumerate(recs, 1):
+        if as_json:
+            click.echo(json.dumps(rec.to_dict(), ensure_ascii=False))
+            continue
+        kind_label = f" [{rec.item.kind}]" if rec.item.kind else ""
+        click.echo(f"{n:>2}. {rec.item.label()}{kind_label}  ({rec.item.id})")
+        click.echo(f"    {rec.reason}")
+        if explain:
+            parts = " ".join(f"{v:+.2f} {k}" for k, v in rec.parts.items())
+            click.echo(f"    score {rec.score:+.2f} = {parts or 'no signals yet'}")
+
+
+@click.command(name="feedback")
+@user_option
+@click.argument("item_id")
+@click.argument("signal", type=click.Choice(FEEDBACK, case_sensitive=False))
+@click.option("--value", type=float, help="Stars for a rating, 1 to 5.")
+@click.option("--catalog", "catalog_name", help="Which catalog (default: the only one).")
+def feedback_cmd(item_id: str, signal: str, value: float | None, catalog_name: str | None, user: str | None) -> None:
+    """Tell the recommender what you think of an item: like, dislike, not-interested, rating (--value 1-5)."""
+    from ..cli import open_vault
+    from ..recommend import record_feedback
+
+    with open_vault(user) as vault:
+        catalog = _open_catalog(catalog_name, vault)
+        record_feedback(vault, catalog, item_id, signal, value)
+        title = catalog.get(item_id).title
+    shown = f"{signal} {value:g}" if value is not None else signal
+    click.echo(f"Recorded: {shown} for {title}. The next list takes it into account.")
+
+
+@click.group(name="profile")
+def profile_group() -> None:
+    """Your taste profile: a short summary built from your history, stored encrypted, editable."""
+
+
+@profile_group.command(name="show")
+@user_option
+def profile_show(user: str | None) -> None:
+    """Print the stored profile and your stated interests."""
+    from ..cli import open_vault
+    from ..profile import get_interests, profile_info
+
+    with open_vault(user) as vault:
+        info, interests = profile_info(vault), get_interests(vault)
+    if not info["text"] and not interests:
+        click.echo("No profile yet: run `localpers profile build`, or state interests with `localpers profile interests`.")
+        return
+    if info["text"]:
+        click.echo(info["text"])
+        click.echo(f"({'edited by you' if info['edited'] else 'generated: ' + info['source']})", err=True)
+    if interests:
+        click.echo(f"Stated interests: {', '.join(interests)}")
+
+
+@profile_group.command(name="build")
+@user_option
+@click.option("--llm", is_flag=True, help="Rephrase it as prose with the local LLM (kept only if it keeps your facts).")
+@click.option("--force", is_flag=True, help="Replace a profile you edited.")
+def profile_build(llm: bool, force: bool, user: str | None) -> None:
+    """Generate the profile from your interactions and history (locally) and store it."""
+    from ..cli import open_vault
+    from ..profile import profile_info, update_profile
+
+    engine = None
+    if llm:
+        from ..llm import Engine
+        from ..paths import Config
+
+        engine = Engine.shared(Config.load().writer_model)
+    with open_vault(user) as vault:
+        edited = profile_info(vault)["edited"]
+        text = update_profile(vault, engine=engine, force=force)
+    if edited and not force:
+        click.echo("Your edited profile is kept (use --force to replace it):", err=True)
+    click.echo(text or "Nothing to build from yet: give feedback on some items or import your history.")
+
+
+@profile_group.command(name="set")
+@user_option
+@click.argument("text")
+def profile_set(text: str, user: str | None) -> None:
+    """Replace the profile with your own words ('-' reads them from standard input)."""
+    from ..cli import open_vault
+    from ..profile import set_profile
+
+    if text == "-":
+        text = sys.stdin.read()
+    with open_vault(user) as vault:
+        set_profile(vault, text)
+    click.echo("Profile saved (encrypted). `localpers profile build --force` regenerates it.")
+
+
+@profile_group.command(name="interests")
+@user_option
+@click.argument("interests")
+def profile_interests(interests: str, user: str | None) -> None:
+    """State what you like, comma-separated: used for recommendations from the first list on."""
+    from ..cli import open_vault
+    from ..profile import set_interests
+
+    with open_vault(user) as vault:
+        stored = set_interests(vault, interests)
+    click.echo(f"Interests saved: {', '.join(stored) if stored else '(none)'}")
+
+
+commands = [catalog_group, recommend_cmd, feedback_cmd, profile_group]

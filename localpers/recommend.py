@@ -1,0 +1,608 @@
+"""Recommendations from a catalog, computed on this machine from the user's sealed interactions.
+
+How a list is made, in four steps:
+
+1. **What the user did.** Their interactions with the catalog (likes, ratings, reads,
+   dislikes...) are read from the vault and turned into one weight per item: positive
+   for interest, negative for rejection, halved every ``recency_half_life`` newer items.
+2. **Scores for every item**, from four signals, each standardized over the catalog
+   (z-scores) so the blend weights compare:
+
+   - *collaborative*: the item-to-item model shipped with the catalog (e.g. EASE weights
+     fitted elsewhere on many people's aggregate data), applied to the user's weights;
+   - *content*: similarity of item embeddings to the user's items (sharpened cosine, so
+     one close match counts more than many vague ones);
+   - *interests*: similarity to the user's stated interests / profile text (cold start);
+   - *popularity*: how many people the model's data says interacted with each item.
+3. **A list**: already-seen items and unwanted kinds/tags are filtered out; MMR trades a
+   little relevance for variety; a share of the slots goes to novel items (few or no
+   ratings in the model) chosen by the same blend, so new items get a chance.
+4. **A reason** for every item, grounded in the user's own item that contributed most
+   ("Because you liked Metropolis"), optionally phrased by the local LLM.
+
+Example::
+
+    >>> from localpers.catalog import Catalog
+    >>> from localpers.recommend import Recommender, record_feedback
+    >>> catalog = Catalog.demo()                                      # doctest: +SKIP
+    >>> record_feedback(vault, catalog, "nosferatu-1922", "like")     # doctest: +SKIP
+    >>> for rec in Recommender(catalog).recommend(vault, n=5):       # doctest: +SKIP
+    ...     print(rec.item.title, "-", rec.reason)
+    Dracula - Because you liked Nosferatu
+
+Nothing here opens a connection: the catalog and its model are files on disk, the
+interactions are decrypted in memory only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from .catalog import Catalog, Item, fit_ease, fit_item_knn  # noqa: F401  (fit_* re-exported for bench and users)
+from .errors import LocalpersError
+
+# "interaction" is what history imports write for rows that name no signal (a purchase, a view).
+SIGNALS = ("like", "dislike", "not_interested", "rating", "read", "click", "interaction")
+SIMILARITY_CACHE_ITEMS = 4000  # up to this catalog size the full similarity matrix is kept in memory
+EXPLICIT = {"like", "dislike", "not_interested", "rating"}
+PARTS = ("collaborative", "content", "interests", "popularity")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One interaction with a catalog item (``value``: the stars of a rating, 1-5)."""
+
+    item: str
+    signal: str
+    value: float | None = None
+
+
+@dataclass
+class History:
+    """What the recommender knows about one user: interactions (oldest first) and interest text."""
+
+    events: list[Event] = field(default_factory=list)
+    interests: str = ""
+    interest_vector: np.ndarray | None = None  # the embedded interests, when already computed
+
+    def seen(self) -> set[str]:
+        return {e.item for e in self.events}
+
+
+@dataclass
+class RecommenderConfig:
+    """The weights of the recommender, with why each default is what it is.
+
+    Blend weights multiply z-scored signals, so they compare directly. Collaborative
+    evidence from many people is the strongest predictor where it exists, so it leads
+    (1.0). Content similarity is the only signal for items the model has never seen and
+    the main one for catalogs without a model; on MovieLens (whose item texts are just
+    title, genres and year) it adds nothing on top of EASE, so next to a model it gets a
+    modest 0.2. Interests (stated, or the profile text) carry cold start (0.5).
+    Popularity is already inside the collaborative weights; 0.05 breaks ties.
+
+    ``bench/recommend.py`` tunes the blend, star weights and recency on a validation
+    split and prints the values it used; they differ from these product defaults in one
+    deliberate way: there a 1-star rating still means "watched it", so every star is
+    positive, while here a low rating pushes similar items down, as a user expects.
+    """
+
+    collaborative: float = 1.0
+    content: float = 0.2
+    interests: float = 0.5
+    popularity: float = 0.05
+    # What each signal says about interest, before recency (ratings are 1-5 stars).
+    like: float = 1.0
+    dislike: float = -1.0
+    not_interested: float = -0.5
+    read: float = 0.5
+    click: float = 0.25
+    interaction: float = 0.5
+    stars: tuple[float, float, float, float, float] = (-0.5, -0.25, 0.4, 0.8, 1.0)
+    # An item's weight halves for every this many newer items the user touched (0 = no decay);
+    # on MovieLens validation 80-160 did best: tastes drift, but slowly.
+    recency_half_life: float = 100.0
+    # Content similarity is clip(cos, 0)^sharpness: higher favours close matches over vague ones.
+    content_sharpness: float = 3.0
+    # MMR: 0 = pure relevance; 0.15 swaps in a different-looking item now and then.
+    diversity: float = 0.15
+    # Share of the list reserved for novel items (fewer than `novel_below` ratings in the model),
+    # ranked by the blend plus `explore_content` x content similarity: items few people rated have
+    # little collaborative evidence, so what they are about gets extra say (the bench tunes it).
+    exploration: float = 0.1
+    novel_below: int = 5
+    explore_content: float = 0.5
+    pool: int = 100  # how many top items MMR chooses from
+
+    def signal_weight(self, event: Event) -> float:
+        if event.signal == "rating":
+            stars = min(5.0, max(1.0, float(event.value if event.value is not None else 3.0)))
+            low = min(int(stars), 4)  # linear between the two nearest whole stars
+            return self.stars[low - 1] + (stars - low) * (self.stars[low] - self.stars[low - 1])
+        return float(getattr(self, event.signal))
+
+
+@dataclass
+class Recommendation:
+    """One recommended item, why it is here, and the parts of its score."""
+
+    item: Item
+    score: float
+    reason: str
+    because: str | None = None  # id of the user's own item the reason cites
+    parts: dict[str, float] = field(default_factory=dict)  # weight x z-score of each signal; they sum to score
+    novel: bool = False  # placed in an exploration slot: few or no people have rated it yet
+
+    def to_dict(self) -> dict:
+        return {"id": self.item.id, "title": self.item.title, "kind": self.item.kind, "score": round(self.score, 4),
+                "reason": self.reason, "because": self.because, "novel": self.novel,
+                "parts": {k: round(v, 4) for k, v in self.parts.items()}}
+
+
+@dataclass
+class Scores:
+    """Scores of every catalog item for a batch of users (rows) and what they are made of."""
+
+    total: np.ndarray  # (users, items); -inf where an item was already seen
+    explore: np.ndarray  # the ranking of novel items for exploration slots (same shape)
+    parts: dict[str, np.ndarray]  # each signal, z-scored, before weighting
+    weights: sparse.csr_matrix  # the users' item weights (after signals and recency)
+    scale: dict[str, np.ndarray]  # per user standard deviation of each raw part (for reasons)
+
+
+class Recommender:
+    """Recommend catalog items to a user; see the module docstring for how."""
+
+    def __init__(self, catalog: Catalog, config: RecommenderConfig | None = None, *, embedder: Any = None) -> None:
+        self.catalog = catalog
+        self.config = config or RecommenderConfig()
+        self._embedder = embedder
+        self._version: str | None = None
+        self._load()
+
+    # ------------------------------------------------------------------ catalog arrays
+
+    def _load(self) -> None:
+        """(Re)build the arrays the scorer needs when the catalog changed."""
+        if self._version == self.catalog.version:
+            return
+        self.items: list[Item] = list(self.catalog.items())
+        self.ids = [item.id for item in self.items]
+        self.position = {item_id: k for k, item_id in enumerate(self.ids)}
+        self.vectors = self.catalog.matrix() if self.items else np.zeros((0, 384), dtype=np.float32)
+        model = self.catalog.item_model
+        n = len(self.items)
+        if model is not None and n:
+            weights, counts = model.aligned(self.ids)
+            # Dense products are faster while the model is dense and the catalog small (EASE on 2k items).
+            dense = weights.nnz > 0.05 * n * n and n <= 20_000
+            self.model: np.ndarray | sparse.csr_matrix | None = weights.toarray() if dense else weights
+            self.counts = counts
+        else:
+            self.model = None
+            self.counts = np.zeros(n, dtype=np.int64)
+        self.has_counts = bool(self.counts.any())
+        self._similarity: tuple[float, np.ndarray] | None = None
+        self.popularity = np.log1p(self.counts).astype(np.float32)
+        self._version = self.catalog.version
+
+    def refresh(self) -> None:
+        """Pick up catalog changes (new items, a new item model)."""
+        self._load()
+
+    # ------------------------------------------------------------------ histories
+
+    def history(self, vault: Any, *, interests: str | None = None) -> History:
+        """The user's interactions with this catalog (oldest first) and their interest text."""
+        from .profile import interest_text
+
+        events = [e for e in read_events(vault, self.catalog.name) if e.item in self.position]
+        text = interest_text(vault) if interests is None else interests
+        history = History(events, text)
+        if text.strip():
+            history.interest_vector = self._interest_vector(text, vault)
+        return history
+
+    def _interest_vector(self, text: str, vault: Any = None) -> np.ndarray:
+        # Embedding a text costs tens of milliseconds; the result is personal, so it is cached sealed.
+        key = vault.keyed_hash(f"{self.catalog.embedding_model()}|{text}", "interest-vector") if vault else None
+        if key is not None:
+            row = vault.cache.get(key, columns=["value"])
+            if row is not None:
+                return np.frombuffer(row["value"], dtype=np.float32).copy()
+        vector = self.embedder.encode([text])[0]
+        if key is not None:
+            if vault.cache.count("kind = 'interest-vector'") >= 50:  # old texts: let the cache start over
+                vault.cache.delete_where("kind = 'interest-vector'")
+            vault.cache.insert({"key": key, "kind": "interest-vector", "value": vector.astype(np.float32).tobytes()},
+                               replace=True)
+        return vector
+
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            from .embed import Embedder
+
+            self._embedder = Embedder.shared(self.catalog.embedding_model())
+        return self._embedder
+
+    def item_weights(self, histories: Sequence[History]) -> sparse.csr_matrix:
+        """One row per user: how much each catalog item says about them (signal x recency).
+
+        The latest explicit signal on an item wins (a dislike after a like is a dislike);
+        reads and clicks only count where there is no explicit one.
+        """
+        cfg = self.config
+        rows, cols, vals = [], [], []
+        for u, history in enumerate(histories):
+            latest: dict[str, tuple[int, float, bool]] = {}  # item -> (order, weight, explicit)
+            for order, event in enumerate(history.events):
+                k = self.position.get(event.item)
+                if k is None or event.signal not in SIGNALS:
+                    continue
+                explicit = event.signal in EXPLICIT
+                weight = cfg.signal_weight(event)
+                before = latest.get(event.item)
+                if before is not None and before[2] and not explicit:
+                    weight, explicit = before[1], True  # a click after a like leaves the like
+                elif before is not None and not explicit:
+                    weight = max(weight, before[1])
+                latest[event.item] = (order, weight, explicit)
+            ranked = sorted(latest.items(), key=lambda kv: kv[1][0], reverse=True)  # newest first
+            for age, (item, (_, weight, _)) in enumerate(ranked):
+                if cfg.recency_half_life > 0:
+                    weight *= 0.5 ** (age / cfg.recency_half_life)
+                rows.append(u)
+                cols.append(self.position[item])
+                vals.append(weight)
+        return sparse.csr_matrix((np.array(vals, dtype=np.float32), (rows, cols)),
+                                 shape=(len(histories), len(self.items)))
+
+    # ------------------------------------------------------------------ scoring
+
+    def score(self, histories: Sequence[History]) -> Scores:
+        """Scores of every item for each history; seen items get -inf.
+
+        One code path for one user (the CLI) and for thousands (the benchmark).
+        """
+        self._load()
+        cfg = self.config
+        n_users, n = len(histories), len(self.items)
+        weights = self.item_weights(histories)
+        if n == 0:
+            empty = np.zeros((n_users, 0), dtype=np.float32)
+            return Scores(empty, empty, {}, weights, {})
+        raw: dict[str, np.ndarray] = {}
+        if self.model is not None and cfg.collaborative:
+            product = weights @ self.model
+            raw["collaborative"] = np.asarray(product.toarray() if sparse.issparse(product) else product,
+                                              dtype=np.float32)
+        if (cfg.content or (cfg.exploration and cfg.explore_content)) and weights.nnz:
+            raw["content"] = self._content(weights)
+        if cfg.interests and any(h.interest_vector is not None for h in histories):
+            vec = np.zeros((n_users, self.vectors.shape[1]), dtype=np.float32)
+            for u, h in enumerate(histories):
+                if h.interest_vector is not None:
+                    vec[u] = h.interest_vector
+            raw["interests"] = vec @ self.vectors.T
+        if cfg.popularity and self.has_counts:
+            raw["popularity"] = np.broadcast_to(self.popularity, (n_users, n))
+        total = np.zeros((n_users, n), dtype=np.float32)
+        parts, scale = {}, {}
+        for name, values in raw.items():
+            z, sd = _standardize(values)
+            parts[name], scale[name] = z, sd
+            total += getattr(cfg, name) * z
+        explore = total + cfg.explore_content * parts["content"] if "content" in parts else total.copy()
+        seen = weights.tocoo()
+        total[seen.row, seen.col] = -np.inf
+        for u, history in enumerate(histories):  # seen items outside the weights (unknown signals)
+            idx = [self.position[i] for i in history.seen() if i in self.position]
+            total[u, idx] = -np.inf
+        explore[~np.isfinite(total)] = -np.inf
+        return Scores(total, explore, parts, weights, scale)
+
+    def _content(self, weights: sparse.csr_matrix) -> np.ndarray:
+        sharpness = self.config.content_sharpness
+        if len(self.items) <= SIMILARITY_CACHE_ITEMS:
+            # Small catalogs: all item-to-item similarities once (16 MB for 2,000 items), then one product per call.
+            if self._similarity is None or self._similarity[0] != sharpness:
+                self._similarity = (sharpness, self._sharpened(np.arange(len(self.items))))
+            return np.asarray(weights @ self._similarity[1], dtype=np.float32)
+        # Large catalogs: only the rows of items some user touched, (touched x catalog).
+        touched = np.unique(weights.indices)
+        return np.asarray(weights[:, touched] @ self._sharpened(touched), dtype=np.float32)
+
+    def _sharpened(self, rows: np.ndarray) -> np.ndarray:
+        """clip(cos, 0) ** sharpness between ``rows`` and every item, an item's own similarity zeroed."""
+        sims = self.vectors[rows] @ self.vectors.T
+        np.clip(sims, 0.0, None, out=sims)
+        if self.config.content_sharpness != 1.0:
+            sims **= self.config.content_sharpness
+        sims[np.arange(len(rows)), rows] = 0.0
+        return sims
+
+    # ------------------------------------------------------------------ lists
+
+    def allowed(self, *, kinds: Iterable[str] | None = None, tags: Iterable[str] | None = None,
+                exclude: Iterable[str] = ()) -> np.ndarray:
+        """A mask of the items a list may contain."""
+        mask = np.ones(len(self.items), dtype=bool)
+        if kinds:
+            wanted = {k.lower() for k in kinds}
+            mask &= np.array([item.kind in wanted for item in self.items], dtype=bool)
+        if tags:
+            wanted = {t.lower() for t in tags}
+            mask &= np.array([any(t.lower() in wanted for t in item.tags) for item in self.items], dtype=bool)
+        for item_id in exclude:
+            if item_id in self.position:
+                mask[self.position[item_id]] = False
+        return mask
+
+    def select(self, scores: np.ndarray, n: int, mask: np.ndarray | None = None,
+               explore: np.ndarray | None = None) -> list[tuple[int, bool]]:
+        """Pick ``n`` items from one user's scores: MMR for variety, some slots for novel items.
+
+        ``explore`` ranks the novel items (default: ``scores``). Returns ``(item index,
+        chosen as exploration)`` pairs in list order.
+        """
+        cfg = self.config
+        scores = scores if mask is None else np.where(mask, scores, -np.inf)
+        explore = scores if explore is None else np.where(np.isfinite(scores), explore, -np.inf)
+        available = int(np.isfinite(scores).sum())
+        n = min(n, available)
+        if n <= 0:
+            return []
+        pool_size = min(available, max(cfg.pool, 3 * n))
+        pool = np.argpartition(-scores, pool_size - 1)[:pool_size]
+        pool = pool[np.argsort(-scores[pool], kind="stable")]
+        explore_slots = _exploration_slots(n, cfg.exploration) if self.has_counts else set()
+        novel_pool: list[int] = []
+        if explore_slots:
+            candidates = np.flatnonzero((self.counts < cfg.novel_below) & np.isfinite(explore))
+            novel_pool = list(candidates[np.argsort(-explore[candidates], kind="stable")][:len(explore_slots) + n])
+        if cfg.diversity <= 0 and not novel_pool:
+            return [(int(k), False) for k in pool[:n]]
+        rel = scores[pool]
+        rel = (rel - rel.min()) / (rel.max() - rel.min() or 1.0)
+        vectors = self.vectors[pool]
+        max_sim = np.full(len(pool), -1.0, dtype=np.float32)
+        taken = np.zeros(len(pool), dtype=bool)
+        slot_of = {int(k): s for s, k in enumerate(pool)}
+        chosen: list[tuple[int, bool]] = []
+        picked: set[int] = set()
+        for slot in range(1, n + 1):
+            novel = next((k for k in novel_pool if k not in picked), None) if slot in explore_slots else None
+            if novel is not None:
+                k, exploring = int(novel), True
+            else:
+                mmr = (1 - cfg.diversity) * rel - cfg.diversity * np.maximum(max_sim, 0.0)
+                mmr[taken] = -np.inf
+                s = int(np.argmax(mmr))
+                if not np.isfinite(mmr[s]):
+                    break
+                k, exploring = int(pool[s]), False
+            chosen.append((k, exploring))
+            picked.add(k)
+            if k in slot_of:
+                taken[slot_of[k]] = True
+            max_sim = np.maximum(max_sim, vectors @ self.vectors[k])
+        return chosen
+
+    def rank(self, histories: Sequence[History], n: int = 10, *, mask: np.ndarray | None = None) -> list[list[int]]:
+        """Item indices of each user's list (the benchmark's entry point)."""
+        scores = self.score(histories)
+        return [[k for k, _ in self.select(scores.total[u], n, mask, scores.explore[u])] for u in range(len(histories))]
+
+    def recommend_for(self, history: History, n: int = 10, *, kinds: Iterable[str] | None = None,
+                      tags: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> list[Recommendation]:
+        """A list for one history, each item with its reason."""
+        self._load()
+        if not self.items or n <= 0:
+            return []
+        scores = self.score([history])
+        picks = self.select(scores.total[0], n, self.allowed(kinds=kinds, tags=tags, exclude=exclude), scores.explore[0])
+        row = scores.weights.getrow(0)
+        return [self._explain(scores, history, row, k, exploring) for k, exploring in picks]
+
+    def recommend(self, vault: Any, n: int = 10, *, kinds: Iterable[str] | None = None,
+                  tags: Iterable[str] | None = None, interests: str | None = None, engine: Any = None
+                  ) -> list[Recommendation]:
+        """Recommend ``n`` items to the owner of ``vault``.
+
+        ``interests`` replaces the stored interests for this call (cold start from a short
+        text). ``engine``: a local LLM (:class:`localpers.llm.Engine`) to phrase the reasons.
+        """
+        recs = self.recommend_for(self.history(vault, interests=interests), n, kinds=kinds, tags=tags)
+        if engine is not None:
+            phrase_reasons(recs, self.catalog, engine)
+        return recs
+
+    # ------------------------------------------------------------------ reasons
+
+    def _explain(self, scores: Scores, history: History, row: sparse.csr_matrix, k: int,
+                 exploring: bool) -> Recommendation:
+        cfg = self.config
+        item = self.items[k]
+        parts = {name: getattr(cfg, name) * float(values[0, k]) for name, values in scores.parts.items()
+                 if getattr(cfg, name)}
+        mine, w = row.indices, row.data
+        # Each of the user's items' share of this item's score, in the same units as the blend.
+        share = np.zeros(len(mine), dtype=np.float32)
+        if len(mine) and "collaborative" in scores.parts:
+            column = self.model[mine, k]
+            column = column.toarray().ravel() if sparse.issparse(column) else np.asarray(column).ravel()
+            share += cfg.collaborative * w * column / scores.scale["collaborative"][0]
+        if len(mine) and "content" in scores.parts:
+            sims = np.clip(self.vectors[mine] @ self.vectors[k], 0.0, None) ** cfg.content_sharpness
+            share += cfg.content * w * sims / scores.scale["content"][0]
+        because, reason = None, ""
+        if len(mine) and share.max() > 0:
+            top = int(mine[int(np.argmax(share))])
+            because = self.ids[top]
+            reason = f"Because you {_verb(history, because, cfg)} {self.items[top].title}"
+        elif len(mine) and exploring:
+            positive = mine[w > 0]
+            if len(positive):
+                top = int(positive[int(np.argmax(self.vectors[positive] @ self.vectors[k]))])
+                because = self.ids[top]
+                reason = f"Because you {_verb(history, because, cfg)} {self.items[top].title}"
+        if not reason and parts.get("interests", 0.0) > 0:
+            reason = f"Matches your interests: {_closest_interest(history.interests, self, k)}"
+        if not reason:
+            reason = "Popular with other people" if self.has_counts and self.counts[k] >= cfg.novel_below else \
+                "A varied pick to start with: rate a few items and the list adapts"
+        if exploring:
+            reason += " (something new: few people have rated it yet)"
+        return Recommendation(item, float(scores.total[0, k]), reason, because, parts, exploring)
+
+
+def _standardize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = values.mean(axis=1, keepdims=True)
+    sd = values.std(axis=1, keepdims=True)
+    safe = np.where(sd > 1e-12, sd, 1.0)
+    z = np.where(sd > 1e-12, (values - mean) / safe, 0.0).astype(np.float32)
+    return z, safe.ravel()
+
+
+def _exploration_slots(n: int, share: float) -> set[int]:
+    """1-based positions for novel items: one every 1/share slots (share 0.1, n=10: slot 10)."""
+    if share <= 0:
+        return set()
+    return {s for s in range(1, n + 1) if int(s * share + 1e-9) > int((s - 1) * share + 1e-9)}
+
+
+def _verb(history: History, item_id: str, cfg: RecommenderConfig) -> str:
+    last = next((e for e in reversed(history.events) if e.item == item_id and e.signal in EXPLICIT), None)
+    if last is None:
+        last = next((e for e in reversed(history.events) if e.item == item_id), None)
+    if last is None:
+        return "chose"
+    if last.signal == "like" or (last.signal == "rating" and cfg.signal_weight(last) >= cfg.stars[3]):
+        return "liked"
+    return {"read": "read", "click": "looked at", "rating": "rated", "interaction": "chose"}.get(last.signal, "chose")
+
+
+def _closest_interest(text: str, rec: Recommender, k: int) -> str:
+    phrases = [p.strip() for p in text.replace("\n", ";").split(";") if p.strip()]
+    phrases = [p for chunk in phrases for p in chunk.split(",") if p.strip()] or [text.strip()]
+    if len(phrases) == 1:
+        return _clip(phrases[0].strip())
+    sims = rec.embedder.encode([p.strip() for p in phrases]) @ rec.vectors[k]
+    return _clip(phrases[int(np.argmax(sims))].strip())
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+# A few-shot pattern works with base models (the default writer) and instruct models alike.
+_REASON_SHOTS = """Liked: Moby-Dick (sea story, adventure, obsession)
+Suggested: Treasure Island (adventure, pirates, sea story)
+Why: Since you liked Moby-Dick, here is another voyage at sea, this time with pirates and buried gold.
+
+Liked: Emma (romance, comedy of manners)
+Suggested: Pride and Prejudice (romance, comedy of manners, regency)
+Why: Since you liked Emma, you will enjoy more of Austen's sharp courtship comedy.
+
+"""
+
+
+def phrase_reasons(recs: list[Recommendation], catalog: Catalog, engine: Any, *, max_tokens: int = 30) -> None:
+    """Rephrase each reason with the local LLM, keeping it grounded in the user's own item.
+
+    The sentence is forced to start with "Since you liked <the user's item>," and the
+    model only completes it; a completion that is empty, runs on, or drifts into another
+    note is dropped and the template reason stays. The engine is local: nothing leaves
+    the machine.
+    """
+    for rec in recs:
+        anchor = catalog.get(rec.because) if rec.because else None
+        if anchor is None:
+            continue
+        head = f"Since you liked {anchor.title},"
+        prompt = (f"{_REASON_SHOTS}Liked: {anchor.title} ({', '.join(anchor.tags[:3])})\n"
+                  f"Suggested: {rec.item.title} ({', '.join(rec.item.tags[:3])})\nWhy: {head}")
+        tail = engine.complete(prompt, max_tokens=max_tokens, temperature=0.0, stop=["\n"]).strip()
+        if 3 <= len(tail) <= 160 and not any(word in tail for word in ("Liked:", "Suggested:", "Why:")):
+            rec.reason = f"{head} {tail}" if tail[-1] in ".!?" else f"{head} {tail}."
+
+
+# ---------------------------------------------------------------------- the vault side
+
+
+def normalize_signal(signal: str) -> str:
+    name = signal.strip().lower().replace("-", "_").replace(" ", "_")
+    if name not in SIGNALS:
+        raise LocalpersError(f"unknown feedback {signal!r}; use one of: {', '.join(s.replace('_', '-') for s in SIGNALS)}")
+    return name
+
+
+def record_feedback(vault: Any, catalog: Catalog, item_id: str, signal: str, value: float | None = None) -> int:
+    """Store one interaction (sealed in ``vault.interactions``) and return its id.
+
+    ``signal``: like, dislike, not-interested, rating (``value`` = 1-5 stars), read, click
+    or interaction.
+    The next recommendation list reflects it.
+    """
+    from .vault import coarse_time
+
+    signal = normalize_signal(signal)
+    item = catalog.get(item_id)
+    if item is None:
+        raise LocalpersError(f"catalog {catalog.name!r} has no item {item_id!r}")
+    if signal == "rating":
+        if value is None:
+            raise LocalpersError("a rating needs a value: 1 to 5 stars (--value 4)")
+        value = float(value)
+        if not 1 <= value <= 5:
+            raise LocalpersError(f"a rating is 1 to 5 stars, not {value:g}")
+    elif value is not None:
+        raise LocalpersError(f"{signal.replace('_', '-')} takes no value; only a rating does")
+    meta = {"catalog": catalog.name, "title": item.title, "kind": item.kind, "tags": list(item.tags)}
+    return vault.interactions.insert({"signal": signal, "time": coarse_time(), "item": item.id, "value": value,
+                                      "metadata": meta})
+
+
+def read_events(vault: Any, catalog: str | None = None) -> list[Event]:
+    """The user's interactions, oldest first (ids break ties within a day), for one catalog.
+
+    Interactions recorded without a catalog name (e.g. imported ratings) count for every catalog.
+    """
+    events = []
+    for row in vault.interactions.rows(order_by="time, id", columns=["item", "value", "metadata"]):
+        meta = row.get("metadata") or {}
+        if catalog is not None and isinstance(meta, dict) and meta.get("catalog") not in (None, catalog):
+            continue
+        if row.get("item") is None or row["signal"] not in SIGNALS:
+            continue
+        value = row.get("value")
+        events.append(Event(str(row["item"]), row["signal"], float(value) if isinstance(value, (int, float)) else None))
+    return events
+
+
+def seed_demo_feedback(vault: Any, catalog: Catalog) -> int:
+    """Record the bundled demo ratings (``demo_data/ratings.csv``) for a demo vault; returns how many."""
+    import csv
+    from pathlib import Path
+
+    path = Path(__file__).parent / "demo_data" / "ratings.csv"
+    count = 0
+    with open(path, encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if catalog.get(row["item"]) is None:
+                continue
+            value = float(row["value"]) if row.get("value") else None
+            record_feedback(vault, catalog, row["item"], row["signal"], value)
+            count += 1
+    return count
+
+
+def tuned(config: RecommenderConfig, **changes: Any) -> RecommenderConfig:
+    """A copy of ``config`` with some fields changed (for tuning loops)."""
+    return replace(config, **changes)
