@@ -43,12 +43,16 @@ class Embedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
+        import transformers
         from sentence_transformers import SentenceTransformer
 
         torch.set_num_threads(threads or default_threads())
         self.path = models.ensure(model)
+        transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar in the CLI's output
         self.model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        # sentence-transformers renamed this method; use whichever this version has.
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
         self.name = str(model)
 
     @classmethod

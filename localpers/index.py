@@ -14,13 +14,40 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 
 import numpy as np
-from usearch.index import Index
 
-from .errors import LocalpersError
+
+def _settle_llama_locale() -> None:
+    """Load one BPE vocabulary in llama.cpp before usearch is imported (vocab only, ~0.2 s).
+
+    usearch's wheel links its own static libstdc++. Imported first, it leaves llama.cpp
+    unable to load any BPE tokenizer (SmolLM2's: "error loading model vocabulary:
+    std::bad_cast") for the rest of the process; once llama.cpp has loaded one, it works.
+    """
+    try:
+        import llama_cpp
+        from llama_cpp._logger import set_verbose
+
+        from . import models
+
+        set_verbose(False)
+        params = llama_cpp.llama_model_default_params()
+        params.vocab_only = True
+        model = llama_cpp.llama_model_load_from_file(str(models.ensure("smollm2-135m-instruct")).encode(), params)
+        if model:
+            llama_cpp.llama_model_free(model)
+    except Exception:  # no llama.cpp or no SmolLM2: nothing to protect
+        pass
+
+
+_settle_llama_locale()
+from usearch.index import Index  # noqa: E402
+
+from .errors import LocalpersError  # noqa: E402
 
 
 class VectorIndex:
@@ -83,8 +110,10 @@ class VectorIndex:
 
     def to_bytes(self) -> bytes:
         """Index and id map in one byte string (the caller encrypts it)."""
-        header = json.dumps({"dim": self.dim, "next": self._next, "opts": self._opts, "ids": self._key_of}).encode()
-        return struct.pack("<I", len(header)) + header + bytes(self.index.save())
+        body = bytes(self.index.save())
+        header = json.dumps({"dim": self.dim, "next": self._next, "opts": self._opts, "ids": self._key_of,
+                             "sha256": hashlib.sha256(body).hexdigest()}).encode()
+        return struct.pack("<I", len(header)) + header + body
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "VectorIndex":
@@ -92,14 +121,18 @@ class VectorIndex:
         try:
             (n,) = struct.unpack("<I", data[:4])
             header = json.loads(data[4:4 + n])
+            body = data[4 + n:]
+            # usearch trusts its input; a damaged body must never reach it.
+            if "sha256" in header and hashlib.sha256(body).hexdigest() != header["sha256"]:
+                raise ValueError("checksum mismatch")
             self = cls(header["dim"], **header["opts"])
-            self.index = Index.restore(data[4 + n:], view=False)
+            self.index = Index.restore(body, view=False)
             if self.index is None:
                 raise ValueError("usearch could not restore the index")
             self._key_of = {k: int(v) for k, v in header["ids"].items()}
             self._id_of = {v: k for k, v in self._key_of.items()}
             self._next = header["next"]
-        except (ValueError, KeyError, struct.error, json.JSONDecodeError, TypeError) as exc:
+        except (ValueError, KeyError, struct.error, json.JSONDecodeError, TypeError, RuntimeError) as exc:
             raise LocalpersError(f"the vector index is damaged ({exc}); it will be rebuilt from the vault") from exc
         if len(self.index) != len(self._key_of):
             raise LocalpersError("the vector index does not match its id map; it will be rebuilt from the vault")

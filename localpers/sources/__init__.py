@@ -120,6 +120,10 @@ class Source:
         """What must not change for a saved position to stay valid (checked before resuming)."""
         return {}
 
+    def can_resume(self, position: Any) -> bool:
+        """Whether ``position`` (saved from an earlier scan) is still a valid place to continue from."""
+        return False
+
     def scan(self, position: Any = None) -> Iterator[Outcome]:
         """Yield one outcome per record, starting right after ``position`` (None: the beginning)."""
         raise LocalpersError(f"{type(self).__name__} cannot be scanned")
@@ -170,7 +174,7 @@ def decode_text(data: bytes, charset: str | None = None) -> str:
     return data.decode("latin-1")
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufeff]")
 
 
 def clean_text(text: str) -> str:
@@ -272,3 +276,26 @@ def _guess_format(path: Path, is_maildir: Any, note_suffixes: tuple[str, ...]) -
         return "jsonl"
     raise LocalpersError(f"cannot tell what {path.name} holds; name the format with --format "
                          "(mbox, maildir, eml, notes, jsonl, csv)")
+
+
+def file_identity(path: Path) -> dict:
+    """A digest of a file's first 64 KiB: if it changed, a saved position no longer means anything."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        return {"head": hashlib.sha256(f.read(65536)).hexdigest()}
+
+
+def at_line_start(path: Path, offset: Any) -> bool:
+    """True when ``offset`` is within ``path`` and right after a newline (or at 0)."""
+    try:
+        offset = int(offset)
+        if offset == 0:
+            return True
+        if not 0 < offset <= path.stat().st_size:
+            return False
+        with open(path, "rb") as f:
+            f.seek(offset - 1)
+            return f.read(1) == b"\n"
+    except (TypeError, ValueError, OSError):
+        return False

@@ -1,0 +1,31 @@
+"""``localpers tui``: open the terminal app."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--demo", is_flag=True, help="Open the demo profile (synthetic data, no passphrase).")
+@click.option("--user", "-u", envvar="LOCALPERS_USER", default=None,
+              help="Open this user's vault (the app asks for the passphrase).")
+def tui(demo: bool, user: str | None) -> None:
+    """Open the terminal app: write, get recommendations, browse history, train, review privacy.
+
+    Examples:
+
+        localpers tui --demo        # try it on the synthetic demo profile
+
+        localpers tui --user ada    # your own vault
+    """
+    from localpers.errors import LocalpersError
+    from localpers.vault import DEMO_USER
+
+    if demo and user and user != DEMO_USER:
+        raise LocalpersError("choose either --demo or --user, not both")
+    from localpers.tui import LocalpersApp
+
+    LocalpersApp(user=None if user == DEMO_USER else user, demo=demo or user == DEMO_USER).run()
+
+
+commands = [tui]

@@ -1,0 +1,349 @@
+"""Write in the user's style: compose, reply, rewrite or continue, streaming.
+
+A prompt for the local writer model combines three personal signals:
+
+- the user's **adapter** (a LoRA trained on their texts, see :mod:`localpers.train`),
+  when they have one for this base model;
+- **retrieved examples** of their own writing, found by meaning in their history;
+- a short **style summary** (greeting, sign-off, length) computed from their texts,
+  plus any profile **facts** the caller chooses to disclose (``facts=``; none by default).
+
+With too little data for an adapter (a cold start), writing still personalizes through
+the examples and the style summary; :func:`adapter_readiness` says how many more texts
+an adapter needs.
+
+Every draft can be saved with the user's final edit (:meth:`Writer.save`): the pair goes
+to ``vault.drafts``, and the final text joins the history, where it becomes training
+data for the next adapter.
+
+Example::
+
+    >>> from localpers import Vault, Writer
+    >>> writer = Writer(Vault.open("ada", "passphrase"))                   # doctest: +SKIP
+    >>> draft = writer.compose("Ask Tom to move our meeting to Thursday.")  # doctest: +SKIP
+    >>> for piece in draft:                                                 # doctest: +SKIP
+    ...     print(piece, end="", flush=True)
+    >>> [e.item_id for e in draft.examples]                                 # doctest: +SKIP
+    ['3f2a...', '9b1c...']
+    >>> writer.save(draft, draft.text.replace("Thursday", "Friday"))        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .adapters import MODES, Recipe, clip, load_recipe, recipe_for_model
+from .errors import LocalpersError
+from .vault import coarse_time
+
+WRITTEN_KINDS = ("email", "note", "message", "post", "text", "document")
+DEFAULT_MIN_TEXTS = 50
+DEFAULT_INSTRUCTIONS = {
+    "reply": "Reply to this message.",
+    "rewrite": "Rewrite my draft in my own words and style.",
+    "continue": "Continue my draft.",
+}
+
+
+@dataclass
+class Example:
+    """One of the user's texts shown to the model as an example of their writing."""
+
+    item_id: str
+    text: str
+    score: float
+
+    @property
+    def snippet(self) -> str:
+        return clip(" ".join(self.text.split()), 80)
+
+
+# ---------------------------------------------------------------------- retrieval and style
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def retrieve(history: Any, query: str, k: int, *, exclude_ids: set[str] | frozenset = frozenset(),
+             exclude_texts: Sequence[str] = (), kinds: Sequence[str] = WRITTEN_KINDS) -> list[Example]:
+    """Up to ``k`` of the user's texts closest in meaning to ``query``, never an excluded one.
+
+    Excluded texts are matched by id and by content (a text must never be its own example).
+    """
+    if history is None or k <= 0 or not query.strip():
+        return []
+    banned = {_normal(t) for t in exclude_texts}
+    hits = history.search(query, k=k + len(exclude_ids) + len(banned) + 2, kinds=list(kinds))
+    out: list[Example] = []
+    seen: set[str] = set()
+    for hit in hits:
+        norm = _normal(hit.content)
+        if hit.item_id in exclude_ids or norm in banned or norm in seen:
+            continue
+        seen.add(norm)
+        out.append(Example(hit.item_id, hit.content, float(hit.score)))
+        if len(out) == k:
+            break
+    return out
+
+
+_OPENER = re.compile(r"^\s*(dear|hi|hello|hey|good morning|good afternoon|greetings)\b[^\n]*", re.IGNORECASE)
+
+
+def style_summary(texts: Sequence[str]) -> str:
+    """One line about how the user writes: greeting, sign-off, typical length. Deterministic.
+
+    >>> style_summary(["Dear Ann,\\n\\nSee you soon.\\n\\nBest regards,\\nDavid",
+    ...                "Dear Bob,\\n\\nThanks for the notes.\\n\\nBest regards,\\nDavid"])
+    'Opens with "Dear <name>,"; signs off "Best regards, David"; about 8 words.'
+    """
+    texts = [t.strip() for t in texts if t and t.strip()]
+    if not texts:
+        return ""
+    parts = []
+    openers = Counter()
+    for t in texts:
+        m = _OPENER.match(t)
+        if m:
+            openers[m.group(1).capitalize()] += 1
+    if openers:
+        word, n = openers.most_common(1)[0]
+        if n >= 0.3 * len(texts):
+            parts.append(f'Opens with "{word} <name>,"')
+    closings = Counter()
+    for t in texts:
+        lines = [ln.strip() for ln in t.splitlines() if ln.strip()]
+        if len(lines) >= 3 and len(lines[-1].split()) <= 3 and len(lines[-2].split()) <= 4:
+            closings[f"{lines[-2]} {lines[-1]}"] += 1
+        elif len(lines) >= 2 and len(lines[-1].split()) <= 3:
+            closings[lines[-1]] += 1
+    if closings:
+        closing, n = closings.most_common(1)[0]
+        if n >= 0.25 * len(texts):
+            parts.append(f'signs off "{closing}"')
+    n_words = statistics.median(len(t.split()) for t in texts)
+    parts.append(f"about {int(n_words)} words")
+    line = "; ".join(parts) + "."
+    return line[0].upper() + line[1:]
+
+
+def adapter_readiness(vault: Any, *, min_texts: int | None = None, n_texts: int | None = None) -> tuple[int, int]:
+    """``(texts the user has, texts still needed)`` for a personal adapter; needed 0 = ready.
+
+    >>> adapter_readiness(None, min_texts=50, n_texts=12)
+    (12, 38)
+    """
+    if min_texts is None:
+        try:
+            min_texts = load_recipe("gemma3-270m").min_texts
+        except LocalpersError:
+            min_texts = DEFAULT_MIN_TEXTS
+    if n_texts is None:
+        marks = ", ".join("?" * len(WRITTEN_KINDS))
+        n_texts = vault.items.count(f"kind in ({marks})", list(WRITTEN_KINDS))
+    return n_texts, max(0, min_texts - n_texts)
+
+
+def readiness_message(vault: Any, *, has_adapter: bool = False) -> str:
+    """What the app tells the user about their adapter, in one line."""
+    have, needed = adapter_readiness(vault)
+    if has_adapter:
+        return f"Writing with your personal adapter ({have} texts in your history)."
+    if needed:
+        return (f"{needed} more texts needed for a personal adapter ({have} so far); "
+                "meanwhile writing uses your examples and style.")
+    return f"Enough texts ({have}) for a personal adapter: run `localpers train`."
+
+
+# ---------------------------------------------------------------------- drafts
+
+
+@dataclass
+class Draft:
+    """A draft being written: iterate it for text pieces; ``text`` holds what came so far.
+
+    ``examples`` are the retrieved texts in the prompt, ``facts_used`` / ``facts_withheld``
+    the profile facts given to / kept from the model, ``adapter`` the adapter used (None:
+    base model). For ``mode="continue"``, ``text`` is the continuation and ``full_text``
+    the draft with it.
+    """
+
+    mode: str
+    instruction: str
+    context: str
+    prompt: str
+    examples: list[Example]
+    style: str
+    facts_used: list[str]
+    facts_withheld: list[str]
+    adapter: str | None
+    text: str = ""
+    finished: bool = False
+    _pieces: Iterator[str] | None = field(default=None, repr=False)
+
+    def __iter__(self) -> Iterator[str]:
+        if self._pieces is None:
+            return
+        for piece in self._pieces:
+            self.text += piece
+            yield piece
+        self.finished = True
+        self._pieces = None
+        self.text = self.text.rstrip()
+
+    def result(self) -> str:
+        """The whole draft (runs the generation to its end if it has not finished)."""
+        for _ in self:
+            pass
+        return self.text
+
+    @property
+    def full_text(self) -> str:
+        if self.mode == "continue":
+            return self.context + self.text
+        return self.text
+
+
+class Writer:
+    """Writes drafts for one user. See the module docstring.
+
+    ``engine`` defaults to the shared engine for the configured writer model; ``history``
+    to the user's :class:`~localpers.history.History`. ``use_adapter``, ``use_examples`` and
+    ``use_style`` switch the three personal signals (the benchmark compares them).
+    """
+
+    def __init__(self, vault: Any, engine: Any = None, history: Any = None, *, use_adapter: bool = True,
+                 use_examples: bool = True, use_style: bool = True, k: int | None = None, max_tokens: int = 300,
+                 temperature: float = 0.0, repeat_penalty: float = 1.1) -> None:
+        self.vault = vault
+        if engine is None:
+            from .llm import Engine
+            from .paths import Config
+
+            engine = Engine.shared(Config.load().writer_model)
+        self.engine = engine
+        if history is None and use_examples:
+            from .history import History
+
+            history = History(vault)
+        self.history = history
+        self.use_adapter, self.use_examples, self.use_style = use_adapter, use_examples, use_style
+        try:
+            self.recipe: Recipe = recipe_for_model(engine.model_path)
+            self.supported = True
+        except LocalpersError:  # any GGUF can write; only recipe models get adapters
+            self.recipe, self.supported = load_recipe("gemma3-270m"), False
+        self.k = self.recipe.rag_examples if k is None else k
+        self.max_tokens, self.temperature, self.repeat_penalty = max_tokens, temperature, repeat_penalty
+        self._style: str | None = None
+        self._adapter: str | None = None
+        self.notice = ""
+        if use_adapter:
+            self._adapter = self._load_adapter()
+
+    def _load_adapter(self) -> str | None:
+        from . import adapter
+
+        if not self.supported:
+            self.notice = "This writer model has no adapter recipe; writing uses your examples and style only."
+            return None
+        name = adapter.load(self.vault, self.engine)
+        self.notice = readiness_message(self.vault, has_adapter=name is not None)
+        return name
+
+    @property
+    def adapter(self) -> str | None:
+        """The name of the adapter in use (None: the base model)."""
+        return self._adapter
+
+    @property
+    def style(self) -> str:
+        """The user's style summary (computed once from their most recent texts)."""
+        if self._style is None:
+            marks = ", ".join("?" * len(WRITTEN_KINDS))
+            rows = self.vault.items.rows(f"kind in ({marks})", list(WRITTEN_KINDS), order_by="created desc",
+                                         limit=300, columns=["content"])
+            self._style = style_summary([r["content"] for r in rows if isinstance(r["content"], str)])
+        return self._style
+
+    # ------------------------------------------------------------------ the four modes
+
+    def compose(self, instruction: str, **kwargs: Any) -> Draft:
+        """A new text from an instruction ("Ask Tom to move the meeting to Thursday")."""
+        return self.write("compose", instruction, **kwargs)
+
+    def reply(self, message: str, instruction: str = "", **kwargs: Any) -> Draft:
+        """A reply to ``message`` (the thread so far), optionally steered by ``instruction``."""
+        return self.write("reply", instruction, context=message, **kwargs)
+
+    def rewrite(self, draft: str, instruction: str = "", **kwargs: Any) -> Draft:
+        """``draft`` rewritten in the user's style (plus ``instruction``, e.g. "make it shorter")."""
+        return self.write("rewrite", instruction, context=draft, **kwargs)
+
+    def continue_(self, draft: str, instruction: str = "", **kwargs: Any) -> Draft:
+        """More of ``draft``, in the user's style."""
+        return self.write("continue", instruction, context=draft, **kwargs)
+
+    def write(self, mode: str, instruction: str = "", *, context: str = "", facts: list[str] | None = None,
+              available_facts: list[str] | None = None, max_tokens: int | None = None,
+              temperature: float | None = None, seed: int | None = None) -> Draft:
+        """A streaming :class:`Draft` for ``mode`` (compose, reply, rewrite, continue).
+
+        ``facts``: profile facts the caller decided to disclose to the model (minimal
+        disclosure is the caller's decision; None discloses none). ``available_facts``:
+        all facts that could have been, so the draft can report what was withheld.
+        """
+        if mode not in MODES:
+            raise LocalpersError(f"unknown writing mode {mode!r}; use one of: {', '.join(MODES)}")
+        instruction = " ".join((instruction or "").split())
+        if mode == "compose" and not instruction:
+            raise LocalpersError("say what to write: an instruction such as 'Ask Tom to move the meeting to Thursday'")
+        if mode != "compose" and not context.strip():
+            raise LocalpersError(f"'{mode}' needs the text to work on (the message or the draft)")
+        instruction = instruction or DEFAULT_INSTRUCTIONS[mode]
+        query = instruction if mode == "compose" else f"{instruction}\n{context[-1000:]}"
+        examples = retrieve(self.history, query, self.k, exclude_texts=[context] if context else ()) \
+            if self.use_examples else []
+        used = list(facts or [])
+        withheld = [f for f in (available_facts or []) if f not in used]
+        style = self.style if self.use_style else ""
+        prompt = self.recipe.format_prompt(instruction, examples=[e.text for e in examples], style=style,
+                                           facts="; ".join(used), context=context, mode=mode)
+        if mode == "continue":
+            prompt += context
+        pieces = self.engine.stream(prompt, max_tokens=max_tokens or self.max_tokens,
+                                    temperature=self.temperature if temperature is None else temperature,
+                                    repeat_penalty=self.repeat_penalty, stop=self.recipe.stop,
+                                    adapter=self._adapter, seed=seed)
+        return Draft(mode, instruction, context, prompt, examples, style, used, withheld, self._adapter,
+                     _pieces=pieces)
+
+    # ------------------------------------------------------------------ keeping the result
+
+    def save(self, draft: Draft, final_text: str | None = None, *, kind: str = "email") -> int:
+        """Store the draft and the user's final edit; the final text joins the history.
+
+        ``final_text`` None keeps the draft as it is. Returns the drafts row id.
+        """
+        if not draft.finished:
+            draft.result()
+        final = (draft.full_text if final_text is None else final_text).strip()
+        row_id = self.vault.drafts.insert({
+            "mode": draft.mode, "created": coarse_time(), "instruction": draft.instruction,
+            "context": draft.context, "draft": draft.full_text, "final": final,
+            "examples": [e.item_id for e in draft.examples]})
+        if final and len(final.split()) >= 3:
+            history = self.history
+            if history is None:
+                from .history import History
+
+                history = self.history = History(self.vault)
+            history.add_texts([final], kind=kind, source="draft", metadata={"draft_id": row_id, "mode": draft.mode})
+            self._style = None
+        return row_id

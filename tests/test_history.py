@@ -1,0 +1,249 @@
+"""History end to end with the real embedding model, a real vault and a real usearch index."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from localpers.embed import Embedder
+from localpers.errors import LocalpersError
+from localpers.history import INDEX_BLOB, History
+from localpers.index import VectorIndex
+from localpers.sources.synthetic import synthetic_mailbox, write_mbox
+from localpers.vault import Vault
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+PANZA = SHARED / "panza-emails" / "david.jsonl"
+ADA = "ada@example.com"
+
+
+class CountingEmbedder:
+    """The real embedder, counting how many texts it was asked to embed."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner, self.dim, self.name, self.calls = inner, inner.dim, inner.name, 0
+
+    def encode(self, texts, *, batch_size: int = 32):
+        self.calls += len(texts)
+        return self.inner.encode(texts, batch_size=batch_size)
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return Embedder.shared()
+
+
+@pytest.fixture
+def vault(tmp_path):
+    v = Vault.create("ada", "a test passphrase", home=tmp_path / "users", kdf_seconds=0)
+    yield v
+    v.close()
+
+
+def other_vault(tmp_path, name):
+    return Vault.create(name, "a test passphrase", home=tmp_path / "users", kdf_seconds=0)
+
+
+def notes_folder(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "garden.md").write_text("# Garden\nPlant alders along the riverside path; birches hate wet feet.")
+    (root / "code.txt").write_text("The locker code for the boathouse is zanzibar-7731, keep it safe.")
+    (root / "recipe.txt").write_text("Lentil soup: onions, carrots, cumin, simmer forty minutes.")
+    return root
+
+
+def test_import_search_and_dedupe(vault, embedder, tmp_path):
+    history = History(vault, embedder)
+    box = write_mbox(tmp_path / "archive.mbox", synthetic_mailbox(40, seed=21, others_share=0.3))
+    report = history.import_path(box, sent_from=[ADA])
+    assert report.finished and not report.resumed and report.added > 20
+    assert report.skipped["not sent by you"] > 0
+    assert report.added + report.duplicates + len(report.rejected) + sum(report.skipped.values()) == 40
+    notes = history.import_path(notes_folder(tmp_path / "notes"))
+    assert notes.added == 3
+    assert history.count() == report.added + 3 == len(history.index)
+    assert history.kinds() == {"email": report.added, "note": 3}
+
+    again = history.import_path(box, sent_from=[ADA])
+    assert again.added == 0 and again.duplicates == report.added and history.count() == report.added + 3
+
+    hits = history.search("how long should the lentil soup cook", k=3)
+    assert hits[0].kind == "note" and "Lentil soup" in hits[0].content
+    assert all(-1.0 <= h.score <= 1.0 for h in hits) and hits == sorted(hits, key=lambda h: -h.score)
+    emails = history.search("planting trees near the river", k=5, kinds="email")
+    assert len(emails) == 5 and {h.kind for h in emails} == {"email"}
+    assert all(h.metadata["from"] == ADA for h in emails)
+    assert history.search("anything", kinds=["no-such-kind"]) == []
+    # The emails are dated 2020-2021 by their Date header; the notes by their files' times (today).
+    assert {h.kind for h in history.search("soup", k=50, since="1d")} == {"note"}
+    assert {h.kind for h in history.search("soup", k=50, since="2020-01-01")} == {"email", "note"}
+    assert history.search("soup", since="2199-01-01") == []
+    with pytest.raises(LocalpersError):
+        history.search("  ")
+    with pytest.raises(LocalpersError):
+        history.search("x", mode="sparse")
+    with pytest.raises(LocalpersError):
+        history.search("x", since="last tuesday-ish")
+
+
+def test_hybrid_finds_rare_words_and_mmr_diversifies(vault, embedder, tmp_path):
+    history = History(vault, embedder)
+    history.import_path(notes_folder(tmp_path / "notes"))
+    history.add_texts([f"Meeting notes {i}: the quarterly budget review went well, numbers are on track." for i in range(4)]
+                      + ["Budget for the garden: 300 pounds of seedlings and a new bench."], kind="note")
+    hybrid = history.search("zanzibar-7731", k=1, mode="hybrid")
+    assert "zanzibar-7731" in hybrid[0].content and hybrid[0].scores["bm25"] > 0 and "dense" in hybrid[0].scores
+
+    query = "how did the budget review go"
+    plain = history.search(query, k=3)
+    assert all("quarterly budget review" in h.content for h in plain)  # near-duplicates crowd the top
+    diverse = history.search(query, k=3, mmr=True, lambda_=0.5)
+    assert diverse[0].item_id == plain[0].item_id and len({h.item_id for h in diverse}) == 3
+    assert any("garden" in h.content for h in diverse)
+    assert sum("quarterly budget review" in h.content for h in diverse) < 3
+    assert history.search("budget", k=2, mmr=True, mode="hybrid", lambda_=0.3)
+
+
+def test_delete_erases_item_vector_and_traces(vault, embedder, tmp_path):
+    history = History(vault, embedder)
+    marker = "The spare key is under the blue flowerpot by the gate."
+    ids = history.add_texts([marker, "Another note about the weekly shopping list."], kind="note")
+    assert history.add_texts([marker]) == ids[:1]  # a duplicate returns the existing id
+    assert ids[0] in history.index
+    assert history.search("where is the spare key", k=1, mode="hybrid")[0].item_id == ids[0]
+
+    assert history.delete(ids[0]) and not history.delete(ids[0])
+    assert history.get(ids[0]) is None and ids[0] not in history.index
+    assert vault.cache.count("key like ?", [f"%{ids[0]}"]) == 0
+    assert vault.fingerprints.count("item_id = ?", [ids[0]]) == 0
+    assert all(h.item_id != ids[0] for h in history.search("spare key flowerpot", k=5, mode="hybrid"))
+    # The saved index no longer holds it either, and the text can come back as a new item.
+    assert ids[0] not in VectorIndex.from_bytes(vault.get_blob(INDEX_BLOB))
+    (again,) = history.add_texts([marker])
+    assert again != ids[0]
+    folder = vault.path.parent
+    for path in folder.iterdir():
+        assert b"flowerpot" not in path.read_bytes(), f"plaintext in {path.name}"
+
+
+def test_index_rebuilt_from_stored_vectors_or_texts(vault, embedder, tmp_path):
+    history = History(vault, embedder)
+    history.import_path(notes_folder(tmp_path / "notes"))
+    ids = history.add_texts([f"Note number {i} about topic {i * 7}." for i in range(20)])
+    expected = [h.item_id for h in history.search("boathouse locker code", k=5)]
+
+    def fresh():
+        counting = CountingEmbedder(embedder)
+        return History(vault, counting), counting
+
+    # Missing blob: rebuilt from the stored vectors, nothing re-embedded (only the query).
+    vault.blobs.delete(INDEX_BLOB)
+    h, counting = fresh()
+    assert [x.item_id for x in h.search("boathouse locker code", k=5)] == expected and counting.calls == 1
+    assert vault.blob_info(INDEX_BLOB)["count"] == 23
+
+    # Damaged blob: same.
+    vault.put_blob(INDEX_BLOB, b"\x00garbage" * 100, {"model": embedder.name})
+    h, counting = fresh()
+    assert len(h.index) == 23 and counting.calls == 0
+    assert any("could not be read" in n for n in h.notes)
+
+    # A stale blob (saved before some items were committed, as after a crash): caught up.
+    stale = VectorIndex.from_bytes(vault.get_blob(INDEX_BLOB))
+    stale.remove(ids[:5])
+    vault.put_blob(INDEX_BLOB, stale.to_bytes(), {"model": embedder.name})
+    h, counting = fresh()
+    assert set(h.index.ids()) == set(vault.items.keys()) and counting.calls == 0
+
+    # No stored vectors either: the texts are embedded again.
+    vault.blobs.delete(INDEX_BLOB)
+    vault.cache.delete_where("kind like 'embedding:%'")
+    h, counting = fresh()
+    assert len(h.index) == 23 and counting.calls == 23
+    assert [x.item_id for x in h.search("boathouse locker code", k=5)] == expected
+
+
+def test_cancel_then_resume_matches_an_uninterrupted_import(vault, embedder, tmp_path):
+    box = write_mbox(tmp_path / "sent.mbox", synthetic_mailbox(50, seed=22))
+    history = History(vault, embedder, batch_size=8)
+    cancel = threading.Event()
+    seen = []
+
+    def progress(done, total, message):
+        seen.append((done, total, message))
+        if history.count() >= 16:
+            cancel.set()
+
+    first = history.import_path(box, progress=progress, cancel=cancel)
+    assert not first.finished and 16 <= first.added < 40
+    assert seen[0][1] == box.stat().st_size and all(d <= t for d, t, _ in seen)
+    second = history.import_path(box)
+    assert second.resumed and second.finished
+    assert second.previously["added"] == first.added and second.duplicates == 0
+    # A third run starts over (the import finished) and adds nothing.
+    third = history.import_path(box)
+    assert not third.resumed and third.added == 0
+
+    with other_vault(tmp_path, "bob") as other:
+        reference = History(other, embedder)
+        ref_report = reference.import_path(box)
+        assert ref_report.added == first.added + second.added
+        assert sorted(history.texts()) == sorted(reference.texts())
+        assert len(history.index) == history.count()
+
+
+def test_ratings_csv_goes_to_interactions(vault, embedder, tmp_path):
+    path = tmp_path / "ratings.csv"
+    path.write_text("item_id,rating,timestamp\n50,5,881250949\n172,4,881250999\n50,5,881250949\nx,bad,1\n")
+    history = History(vault, embedder)
+    report = history.import_path(path)
+    assert report.interactions == 2 and report.duplicates == 1 and len(report.rejected) == 1
+    rows = list(vault.interactions.rows(order_by="id"))
+    assert [(r["signal"], r["item"], r["value"], r["time"]) for r in rows] == [
+        ("rating", "50", 5.0, 881193600), ("rating", "172", 4.0, 881193600)]
+    assert history.import_path(path).interactions == 0 and vault.interactions.count() == 2
+    assert history.count() == 0  # ratings are not history items
+
+
+def test_browsing(vault, embedder):
+    history = History(vault, embedder)
+    ids = history.add_texts(["First text here.", "Second text here."], kind="note",
+                            metadata=[{"title": "one"}, {"title": "two"}], created=["2020-01-01", "2021-06-01"])
+    history.add_texts(["An email body here."], kind="email", metadata={"subject": "Hi"})
+    assert [i.content for i in history.items("note")] == ["Second text here.", "First text here."]
+    assert [i.content for i in history.items(limit=1, offset=1)] == ["Second text here."]
+    assert history.get(ids[0]).metadata == {"title": "one"} and history.get(ids[0]).created == 1577836800
+    assert history.count("note", since="2021-01-01") == 1
+    assert history.texts("email") == ["An email body here."]
+    with pytest.raises(LocalpersError):
+        history.add_texts(["   "])
+    with pytest.raises(LocalpersError):
+        history.add_texts(["a", "b"], metadata=[{}])
+
+
+@pytest.mark.skipif(not PANZA.exists(), reason="shared Panza emails not present")
+def test_panza_emails(vault, embedder):
+    history = History(vault, embedder)
+    report = history.import_path(PANZA)
+    assert report.added == 166 and not report.rejected
+    hits = history.search("invitation to give a talk", k=3)
+    assert any(word in hits[0].metadata["subject"].lower() for word in ("talk", "speak", "invitation"))
+
+
+@pytest.mark.slow
+def test_llama_cpp_embeddings_are_pluggable(vault, embedder, tmp_path):
+    from localpers.embed import LlamaEmbedder
+
+    llama = LlamaEmbedder("gemma3-270m")
+    history = History(vault, llama)
+    history.import_path(notes_folder(tmp_path / "notes"))
+    assert history.index.dim == llama.dim != embedder.dim
+    assert "lentil" in history.search("what to cook for dinner", k=1)[0].content.lower()
+    # Switching back to the default model rebuilds the index with its own vectors.
+    default = History(vault, embedder)
+    assert default.index.dim == embedder.dim and len(default.index) == 3
+    assert vault.cache.count("kind = ?", [f"embedding:{llama.name}"]) == 3
+    assert np.isclose(np.linalg.norm(default.index.vectors(default.index.ids()[:1])), 1.0, atol=1e-3)

@@ -1,0 +1,88 @@
+"""Shared helpers of the TUI tests: a demo data directory built once per test run, and waiting.
+
+Building the demo profile embeds 61 texts and a 98-item catalog (tens of seconds on
+2 busy cores), so it is built once per process and copied for each test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+_TEMPLATE: Path | None = None
+
+
+def demo_template() -> Path:
+    """A data directory holding a populated, closed demo vault and the demo catalog."""
+    global _TEMPLATE
+    if _TEMPLATE is None:
+        from localpers.catalog import Catalog
+        from localpers.recommend import Recommender
+        from localpers.vault import Vault
+
+        home = Path(tempfile.mkdtemp(prefix="localpers-tui-template-")) / "home"
+        home.mkdir()
+        vault = Vault.open_demo(home=home / "users")
+        # One list now caches the embedded interests (sealed), so tests start without the embedding model.
+        Recommender(Catalog.demo(home)).recommend(vault, n=5)
+        vault.close()
+        _TEMPLATE = home
+    return _TEMPLATE
+
+
+def copy_demo_home(tmp_path: Path) -> Path:
+    """A private copy of the demo data directory for one test."""
+    home = tmp_path / "home"
+    shutil.copytree(demo_template(), home)
+    return home
+
+
+async def wait_for(pilot: Any, condition: Callable[[], Any], timeout: float = 30.0, step: float = 0.05,
+                   message: Callable[[], Any] | None = None) -> Any:
+    """Let the app run until ``condition()`` is true; fail with a clear message after ``timeout`` seconds.
+
+    ``message()`` adds what the app shows (its notifications, say) to the failure.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            extra = f": {message()}" if message else f"; notifications: {notifications(pilot.app)}"
+            extra += "\nthe screen:\n" + screen_text(pilot.app)
+            raise AssertionError(f"timed out after {timeout} s waiting for {getattr(condition, '__name__', condition)}"
+                                 + extra)
+        await pilot.pause(step)
+
+
+async def unlocked(pilot: Any, timeout: float = 120.0) -> None:
+    """Wait until the app has a vault open and shows a task screen."""
+    await wait_for(pilot, lambda: pilot.app.session is not None and pilot.app.current_mode != "unlock", timeout)
+    await pilot.pause()
+
+
+def screen_text(app: Any) -> str:
+    """What the terminal shows right now, as plain text."""
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, color_system="truecolor",
+                      record=True, legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens, simplify=True))
+    return console.export_text()
+
+
+def notifications(app: Any) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+async def settle(pilot: Any, seconds: float = 0.3) -> None:
+    await asyncio.sleep(0)
+    await pilot.pause(seconds)

@@ -1,0 +1,257 @@
+"""The localpers terminal app: one screen per task, a command palette, help, themes.
+
+Run it with ``localpers tui`` (or ``localpers tui --demo`` for the synthetic demo profile),
+or from Python::
+
+    from localpers.tui import LocalpersApp
+    LocalpersApp(demo=True).run()
+
+Layout: every task screen is the base of an app *mode* (see ``App.MODES``), so
+switching with F2..F6 keeps each screen's state (a half-written draft stays put).
+Model work (generation, embedding, training) runs in thread workers; the UI thread
+only ever updates widgets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from .screens.adapter import AdapterScreen
+from .screens.base import TaskScreen, describe_error
+from .screens.help import HelpScreen
+from .screens.history import HistoryScreen
+from .screens.privacy import PrivacyScreen
+from .screens.recommend import RecommendScreen
+from .screens.unlock import UnlockScreen
+from .screens.write import WriteScreen
+from .session import Session
+from .widgets import TASKS
+
+TASK_SCREENS: dict[str, type[TaskScreen]] = {
+    "write": WriteScreen,
+    "recommend": RecommendScreen,
+    "history": HistoryScreen,
+    "adapter": AdapterScreen,
+    "privacy": PrivacyScreen,
+}
+
+# Themes Ctrl+T cycles through (all built into Textual); the palette's "Theme" command offers every one.
+THEME_CYCLE = ["textual-dark", "textual-light", "nord", "gruvbox", "tokyo-night", "catppuccin-latte",
+               "dracula", "solarized-light"]
+
+
+class LocalpersCommands(Provider):
+    """The app's own commands in the command palette (Ctrl+P): go to a screen, and each screen's actions."""
+
+    def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        app: LocalpersApp = self.app  # type: ignore[assignment]
+        commands: list[tuple[str, str, Callable[[], Any]]] = []
+        if app.session is not None:
+            for mode, key, title in TASKS:
+                commands.append((f"Go to {title}", f"Open the {title} screen ({key})", partial(app.goto, mode)))
+            for mode, screen_cls in TASK_SCREENS.items():
+                for name, help_text, action in screen_cls.PALETTE:
+                    commands.append((name, help_text, partial(app.run_on_screen, mode, action)))
+            commands.append(("Lock", "Close this vault and go back to the unlock screen (Ctrl+L)", app.action_lock))
+        commands.append(("Help: keys", "List every key binding (F1)", app.action_help))
+        commands.append(("Next theme", "Switch to the next color theme (Ctrl+T)", app.action_next_theme))
+        return commands
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+class LocalpersApp(App):
+    """The localpers terminal app.
+
+    Args:
+        user: open this user's vault (asks for the passphrase); None shows the user chooser.
+        demo: open the demo profile straight away (no passphrase; synthetic data).
+        home: the data directory (default: $LOCALPERS_HOME or the platform's).
+        engine_model: the writer model (default: ``writer_model`` in config.toml).
+        kdf_seconds: how long key derivation takes for new users (0 = fastest safe setting, for tests).
+        max_tokens: the longest draft the Write screen asks for.
+        train_config: a :class:`localpers.train.TrainConfig` for the Adapter screen (default: the recipe's).
+    """
+
+    CSS_PATH = "app.tcss"
+    TITLE = "localpers"
+    MODES = {"unlock": UnlockScreen, **TASK_SCREENS}
+    DEFAULT_MODE = "unlock"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # classes on each screen, for app.tcss
+    COMMANDS = App.COMMANDS | {LocalpersCommands}
+    BINDINGS = [
+        Binding("f1", "help", "Help", tooltip="List every key binding"),
+        # Priority, so they work even while a text box that knows F6 has focus.
+        *[Binding(key.lower(), f"goto('{mode}')", title, show=False, priority=True) for mode, key, title in TASKS],
+        Binding("ctrl+t", "next_theme", "Theme", show=False),
+        Binding("ctrl+l", "lock", "Lock", show=False),
+    ]
+
+    def __init__(self, user: str | None = None, demo: bool = False, home: Path | str | None = None,
+                 engine_model: str | None = None, *, kdf_seconds: float = 0.5, max_tokens: int = 200,
+                 train_config: Any = None) -> None:
+        from localpers.paths import Config, data_dir
+
+        self.home = Path(home).expanduser() if home else data_dir()
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.config = Config.load(self.config_path)
+        self.initial_user = user
+        self.start_demo = demo
+        self.engine_model = engine_model or self.config.writer_model
+        self.kdf_seconds = kdf_seconds
+        self.max_tokens = max_tokens
+        self.train_config = train_config
+        self.session: Session | None = None
+        super().__init__()
+        if self.config.theme in self.available_themes:
+            self.theme = self.config.theme
+
+    # ------------------------------------------------------------------ paths and state
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / "config.toml"
+
+    @property
+    def users_root(self) -> Path:
+        path = self.home / "users"
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
+    @property
+    def vault(self) -> Any:
+        return self.session.vault if self.session else None
+
+    def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+
+    def _remember_theme(self, theme: Any) -> None:
+        if self.config.theme != theme.name:
+            self.config.theme = theme.name
+            with contextlib.suppress(OSError):
+                self.config.save(self.config_path)
+
+    def report(self, exc: BaseException, doing: str) -> None:
+        """Show an error as a notification that says what to do; callable from any thread."""
+        message = describe_error(exc, doing)
+        if threading.get_ident() == self._thread_id:
+            self.notify(message, title="Error", severity="error", timeout=10)
+        else:
+            self.call_from_thread(self.notify, message, title="Error", severity="error", timeout=10)
+
+    # ------------------------------------------------------------------ unlocking
+
+    def unlocked(self, vault: Any) -> None:
+        """A vault is open: start a session and show the Write screen."""
+        self.session = Session(vault, engine_model=self.engine_model, home=self.home, train_config=self.train_config)
+        self.sub_title = "demo profile" if vault.is_demo else vault.user
+        self.switch_mode("write")
+        self.session.warm_up(self)
+
+    def action_lock(self) -> None:
+        """Close the vault and go back to the unlock screen; every screen starts fresh next time."""
+        if self.session is None:
+            return
+        session, self.session = self.session, None
+        session.cancel_all()  # training, imports and generation stop at their next step
+        self._back_to_unlock()
+        unlock = self.screen
+        if isinstance(unlock, UnlockScreen):
+            unlock.set_busy(True, "Closing the vault…")
+        self._close_session(session)
+
+    def erased(self, user: str) -> None:
+        """The Privacy screen erased the open user: nothing is left to close."""
+        self.session = None
+        self._back_to_unlock()
+        self.notify(f"Erased {user!r}: the vault files were overwritten and removed.", title="Erased", timeout=8)
+
+    def _back_to_unlock(self) -> None:
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.sub_title = ""
+        self.switch_mode("unlock")
+        for mode, screen_cls in TASK_SCREENS.items():
+            self.remove_mode(mode)
+            self.add_mode(mode, screen_cls)
+        screen = self.screen
+        if isinstance(screen, UnlockScreen):
+            screen.refresh_users()
+
+    @work(thread=True, group="close", exit_on_error=False)
+    def _close_session(self, session: Session) -> None:
+        try:
+            session.close()
+        except Exception as exc:
+            self.report(exc, "Closing the vault")
+        self.call_from_thread(self._lock_finished)
+
+    def _lock_finished(self) -> None:
+        screen = self.screen
+        if isinstance(screen, UnlockScreen):
+            screen.set_busy(False, "Vault closed.")
+
+    def on_unmount(self) -> None:
+        if self.session is not None:
+            self.session.close(timeout=30)
+            self.session = None
+
+    # ------------------------------------------------------------------ navigation
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("goto", "lock") and self.session is None:
+            return False  # nothing to go to before a vault is open
+        return True
+
+    def action_goto(self, mode: str) -> None:
+        self.goto(mode)
+
+    def goto(self, mode: str) -> None:
+        if self.session is None:
+            self.notify("Unlock a vault first (or open the demo profile).", severity="warning")
+            return
+        # A modal dialog (help, confirm) belongs to the screen under it: close it first.
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.switch_mode(mode)
+
+    def run_on_screen(self, mode: str, action: str) -> None:
+        """Go to ``mode`` and run one of its screen's actions (for the command palette)."""
+        self.goto(mode)
+        self.call_after_refresh(self.screen.run_action, action)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
+            return
+        self.push_screen(HelpScreen(self))
+
+    def action_next_theme(self) -> None:
+        names = [t for t in THEME_CYCLE if t in self.available_themes]
+        current = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(current + 1) % len(names)]
+        self.notify(f"Theme: {self.theme}", timeout=2)
+
+
+def run(user: str | None = None, demo: bool = False, home: Path | None = None) -> None:
+    """Open the app in this terminal (what ``localpers tui`` does)."""
+    LocalpersApp(user=user, demo=demo, home=home).run()

@@ -1,0 +1,200 @@
+"""Privacy: what is stored (counts by kind, sizes), the disclosure ledger, export, and erasing the user."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, DataTable, Static
+
+from ..widgets import human_bytes, relative_day
+from .base import TaskScreen, vault_work
+from .dialogs import ConfirmScreen, PathScreen
+
+# What each vault table holds, in words a user knows.
+TABLE_WORDS = {
+    "items": "texts, all kinds",
+    "interactions": "likes, ratings, feedback",
+    "features": "profile facts",
+    "drafts": "drafts and your edits",
+    "ledger": "disclosures",
+    "blobs": "files (index, adapters)",
+    "cache": "embeddings and caches",
+    "imports": "imports in progress",
+    "fingerprints": "duplicate checks",
+}
+
+
+class PrivacyScreen(TaskScreen):
+    """Everything the vault holds, every disclosure, and the ways out: export and erase."""
+
+    MODE = "privacy"
+    HELP_TITLE = "Privacy"
+    BINDINGS = [
+        Binding("b", "backup", "Backup"),
+        Binding("e", "export", "Export plain"),
+        Binding("x", "erase", "Erase user"),
+        Binding("r", "refresh_stats", "Refresh"),
+    ]
+    PALETTE = [
+        ("Back up the vault (encrypted)", "Privacy: write an encrypted backup file (b)", "backup"),
+        ("Export everything as plain text", "Privacy: decrypted JSON Lines, for you to keep (e)", "export"),
+        ("Erase this user", "Privacy: delete the vault for good (x)", "erase"),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="privacy-columns"):
+            yield DataTable(id="stored", cursor_type="none", show_cursor=False)
+            yield DataTable(id="ledger", cursor_type="row")
+        yield Static("", id="stored-total")
+        with Horizontal(id="privacy-buttons"):
+            yield Button("Backup (b)", id="backup")
+            yield Button("Export plain (e)", id="export")
+            yield Button("Erase user (x)", variant="error", id="erase")
+
+    def on_mount(self) -> None:
+        stored = self.query_one("#stored", DataTable)
+        stored.border_title = "What is stored (all encrypted)"
+        stored.add_column("Count", key="count")
+        stored.add_column("What", key="what")
+        ledger = self.query_one("#ledger", DataTable)
+        ledger.border_title = "Disclosure ledger"
+        ledger.add_column("When", key="when")
+        ledger.add_column("Why", key="why")
+        ledger.add_column("To", key="to")
+        ledger.add_column("Shared", key="shared")
+        self.load()
+
+    def on_screen_resume(self) -> None:
+        if self.is_mounted:
+            self.load()
+
+    # ------------------------------------------------------------------ loading
+
+    @vault_work(group="privacy", exclusive=True)
+    def load(self) -> None:
+        try:
+            stats = self.session.vault.stats()
+            ledger = self.session.ledger()
+        except Exception as exc:
+            self.report(exc, "Reading the vault")
+            return
+        self.from_thread(self._show, stats, ledger)
+
+    def _show(self, stats: dict, ledger: list[dict]) -> None:
+        stored = self.query_one("#stored", DataTable)
+        stored.clear()
+        for kind, n in sorted(stats["items_by_kind"].items()):
+            stored.add_row(Text(str(n), justify="right"), f"  {kind or 'other'} texts")
+        for table, n in stats["tables"].items():
+            stored.add_row(Text(str(n), justify="right"), TABLE_WORDS.get(table, table))
+        demo = " Demo profile: synthetic data." if stats.get("demo") else ""
+        self.query_one("#stored-total", Static).update(
+            f"On disk: [b]{human_bytes(stats['bytes'], coarse=True)}[/b], sealed with AES-256-GCM; only ids, kinds "
+            f"and days are in the clear.{demo} " + (
+                "Nothing has been disclosed yet." if not ledger else "Enter on a disclosure shows it in full."))
+        table = self.query_one("#ledger", DataTable)
+        table.clear()
+        self.ledger_rows = ledger
+        for row in ledger:
+            table.add_row(relative_day(row.get("time")), str(row.get("purpose") or "?"),
+                          str(row.get("recipient") or "?"), _shared(row), key=str(row.get("id")))
+
+    @on(DataTable.RowSelected, "#ledger")
+    def _open_entry(self, event: DataTable.RowSelected) -> None:
+        from .dialogs import TextScreen
+
+        row = next((r for r in self.ledger_rows if str(r.get("id")) == event.row_key.value), None)
+        if row is None:
+            return
+        lines = [f"When: {relative_day(row.get('time'))}", f"To: {row.get('recipient')}",
+                 f"Why: {row.get('purpose')}", f"Shared: {_listing(row.get('revealed'))}",
+                 f"Kept back: {_listing(row.get('withheld'))}", f"Decision: {_listing(row.get('decision'))}"]
+        self.app.push_screen(TextScreen("Disclosure", "\n".join(lines)))
+
+    def action_refresh_stats(self) -> None:
+        self.load()
+
+    # ------------------------------------------------------------------ export and erase
+
+    @on(Button.Pressed, "#backup")
+    def action_backup(self) -> None:
+        default = str(Path.home() / f"localpers-{self.session.vault.user}.backup")
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self._export(path, plaintext=False)
+
+        self.app.push_screen(PathScreen("Write an encrypted backup to (restore it with your passphrase):",
+                                        value=default, action="Back up"), chosen)
+
+    @on(Button.Pressed, "#export")
+    def action_export(self) -> None:
+        default = str(Path.home() / f"localpers-{self.session.vault.user}-export.jsonl")
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self._export(path, plaintext=True)
+
+        self.app.push_screen(PathScreen("Export every record DECRYPTED to this file (anyone who can read the file "
+                                        "can read your data):", value=default, action="Export"), chosen)
+
+    @vault_work(group="export")
+    def _export(self, path: str, plaintext: bool) -> None:
+        vault = self.session.vault
+        target = Path(path).expanduser()
+        try:
+            if plaintext:
+                n = vault.export_jsonl(target)
+                message = f"Exported {n} records to {target}. It is plain text: keep it safe or delete it."
+            else:
+                written = vault.backup(target)
+                message = f"Encrypted backup written to {written}."
+        except Exception as exc:
+            self.report(exc, "Exporting" if plaintext else "Backing up")
+            return
+        self.app.call_from_thread(self.notify, message, title="Done", timeout=8)
+
+    @on(Button.Pressed, "#erase")
+    def action_erase(self) -> None:
+        user = self.session.vault.user
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._erase()
+
+        self.app.push_screen(ConfirmScreen(
+            f"Erase everything of {user!r}: texts, feedback, drafts, adapters, the ledger? "
+            "The files are overwritten and cannot be recovered.", confirm_label="Erase for good",
+            type_to_confirm=user), confirmed)
+
+    @work(thread=True, group="erase", exclusive=True, exit_on_error=False)
+    def _erase(self) -> None:  # not vault_work: erasing waits for every vault worker to finish
+        user = self.session.vault.user
+        try:
+            self.session.erase_user()
+        except Exception as exc:
+            self.report(exc, "Erasing the user")
+            return
+        self.app.call_from_thread(self.localpers.erased, user)
+
+
+def _listing(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "nothing"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value) or "nothing"
+    return str(value) if value not in (None, "") else "nothing"
+
+
+def _shared(row: dict) -> str:
+    revealed = row.get("revealed")
+    withheld = row.get("withheld")
+    n_rev = len(revealed) if isinstance(revealed, (list, dict)) else 0
+    n_all = n_rev + (len(withheld) if isinstance(withheld, (list, dict)) else 0)
+    return f"{n_rev} of {n_all} facts" if n_all else "?"

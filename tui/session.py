@@ -1,0 +1,262 @@
+"""What the app holds while a vault is open: the vault and the library objects built on it.
+
+Screens ask the session for what they need (the history, the writer, the recommender,
+training) and never build those themselves, so each is made once per unlock and
+shared. Model loading happens on first use, always from a worker thread.
+
+Example::
+
+    >>> session = Session(Vault.open_demo())        # doctest: +SKIP
+    >>> session.recommend(3)                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+
+class Session:
+    """One unlocked vault and its services. Thread-safe to build lazily from workers."""
+
+    def __init__(self, vault: Any, *, engine_model: str = "gemma3-270m", home: Path | None = None,
+                 train_config: Any = None) -> None:
+        from localpers.paths import data_dir
+
+        self.vault = vault
+        self.engine_model = engine_model
+        self.home = home or data_dir()
+        self.train_config = train_config  # a localpers.train.TrainConfig; None: the recipe's defaults
+        self.use_adapter = True  # the Adapter screen's on/off switch; the Write screen reads it
+        self.cancel = threading.Event()  # set when the session closes: long work stops at its next step
+        self._stops: list[threading.Event] = []
+        self._lock = threading.RLock()
+        self._working = 0  # workers using the vault right now (see busy())
+        self._idle = threading.Condition()
+        self._history: Any = None
+        self._writers: dict[bool, Any] = {}  # use_adapter -> Writer
+        self._catalog_obj: Any = None
+        self._recommender_obj: Any = None
+        self._catalog_thread: ThreadPoolExecutor | None = None
+
+    # ------------------------------------------------------------------ models
+
+    def engine(self) -> Any:
+        """The writer model (loaded once per process; about a second the first time)."""
+        from localpers.llm import Engine
+
+        return Engine.shared(self.engine_model)
+
+    def warm_up(self, app: "App") -> None:
+        """Load the writer model in the background, so the first draft starts at once."""
+        app.run_worker(self._warm, thread=True, group="warm-up", exit_on_error=False)
+
+    def _warm(self) -> None:
+        with contextlib.suppress(Exception):  # a failure shows later, when the model is really needed
+            self.engine()
+
+    # ------------------------------------------------------------------ history
+
+    def history(self) -> Any:
+        """The user's :class:`localpers.history.History` (one per session: its index stays loaded)."""
+        from localpers.history import History
+
+        with self._lock:
+            if self._history is None:
+                self._history = History(self.vault)
+            return self._history
+
+    # ------------------------------------------------------------------ writing
+
+    def writer(self) -> Any:
+        """The :class:`localpers.write.Writer`, with or without the adapter as the switch says."""
+        from localpers.write import Writer
+
+        use = bool(self.use_adapter)
+        with self._lock:
+            if use not in self._writers:
+                self._writers[use] = Writer(self.vault, engine=self.engine(), history=self.history(), use_adapter=use)
+            return self._writers[use]
+
+    def describe_examples(self, examples: list[Any]) -> list[dict]:
+        """The retrieved examples of a draft as ``{"title", "text", "score"}`` for display."""
+        history = self.history()
+        out = []
+        for example in examples:
+            item = history.get(example.item_id)
+            meta = item.metadata if item is not None else {}
+            title = meta.get("subject") or meta.get("title") or ""
+            out.append({"title": title, "text": example.text, "score": float(example.score)})
+        return out
+
+    @staticmethod
+    def stop_draft(draft: Any, pieces: Any) -> None:
+        """End a draft's generation early, keeping what was written so far.
+
+        ``pieces`` is the iterator over the draft. Closing it and the engine's stream
+        here, in the worker thread, releases the engine's lock (held while a generation
+        runs) in the thread that took it.
+        """
+        with contextlib.suppress(Exception):
+            pieces.close()
+        inner = getattr(draft, "_pieces", None)
+        if inner is not None:
+            with contextlib.suppress(Exception):
+                inner.close()
+        draft._pieces = None
+        draft.finished = True
+        draft.text = draft.text.rstrip()
+
+    # ------------------------------------------------------------------ the adapter
+
+    def training_data(self) -> dict:
+        """How much there is to learn from, and what training would cost here."""
+        from localpers.train import TrainConfig, collect_texts, estimate_training
+        from localpers.write import adapter_readiness
+
+        config = self.train_config or TrainConfig()
+        texts = collect_texts(self.vault, config.kinds, config.max_text_chars)
+        have, needed = adapter_readiness(self.vault, min_texts=config.recipe().min_texts, n_texts=len(texts))
+        tokens = sum(len(t["content"]) for t in texts) // 4  # about 4 characters a token
+        data: dict[str, Any] = {"texts": have, "tokens": tokens, "needed": needed, "estimate_seconds": None}
+        if not needed:
+            data["estimate_seconds"] = estimate_training(self.vault, config)
+        return data
+
+    def adapter_info(self) -> Any:
+        """The installed adapter's :class:`localpers.adapter.AdapterInfo`, or None."""
+        from localpers.adapter import installed
+
+        return installed(self.vault)
+
+    def checkpoint_step(self) -> int | None:
+        """The step a resumed training would start from (None: no checkpoint)."""
+        from localpers.train import checkpoint_step
+
+        return checkpoint_step(self.vault)
+
+    def train(self, *, progress: Callable[[Any], None], cancel: threading.Event, resume: bool) -> Any:
+        """Train the adapter (from the checkpoint when ``resume``); it is verified and installed when done."""
+        from localpers.train import TrainConfig, discard_checkpoint, train_adapter
+
+        if not resume:
+            discard_checkpoint(self.vault)
+        result = train_adapter(self.vault, self.train_config or TrainConfig(), progress=progress, cancel=cancel,
+                               history=self.history(), writer=self.engine())
+        if not result.cancelled:
+            with self._lock:
+                self._writers.clear()  # the next draft loads the new adapter
+        return result
+
+    # ------------------------------------------------------------------ recommendations
+    #
+    # A Catalog holds a SQLite connection that only the thread that opened it may use,
+    # so everything touching the catalog runs on one dedicated thread.
+
+    def _on_catalog_thread(self, fn: Callable[[], Any]) -> Any:
+        with self._lock:
+            if self._catalog_thread is None:
+                self._catalog_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="localpers-catalog")
+            pool = self._catalog_thread
+        return pool.submit(fn).result()
+
+    def _catalog(self) -> Any:
+        from localpers.catalog import Catalog
+
+        if self._catalog_obj is None:
+            if self.vault.is_demo or not Catalog.names(self.home):
+                # A new user starts with the bundled catalog too, until they import their own.
+                self._catalog_obj = Catalog.demo(self.home)
+            else:
+                self._catalog_obj = Catalog.find(home=self.home)
+        return self._catalog_obj
+
+    def _recommender(self) -> Any:
+        from localpers.recommend import Recommender
+
+        if self._recommender_obj is None:
+            self._recommender_obj = Recommender(self._catalog())
+        return self._recommender_obj
+
+    def recommend(self, n: int = 20, *, kinds: list[str] | None = None, tags: list[str] | None = None) -> list[Any]:
+        """A ranked list of :class:`localpers.recommend.Recommendation`, each with its reason."""
+        return self._on_catalog_thread(lambda: self._recommender().recommend(self.vault, n=n, kinds=kinds, tags=tags))
+
+    def catalog_kinds(self) -> dict[str, int]:
+        """How many catalog items of each kind (for the filter)."""
+        return self._on_catalog_thread(lambda: self._catalog().kinds())
+
+    def feedback(self, item_id: str, signal: str) -> int:
+        """Record like / dislike / not_interested on a catalog item (sealed in the vault)."""
+        from localpers.recommend import record_feedback
+
+        return self._on_catalog_thread(lambda: record_feedback(self.vault, self._catalog(), item_id, signal))
+
+    # ------------------------------------------------------------------ privacy
+
+    def ledger(self) -> list[dict]:
+        """Every disclosure of profile facts, newest first (see :mod:`localpers.disclosure.ledger`)."""
+        from localpers.disclosure import ledger_entries
+
+        return [entry.to_dict() for entry in ledger_entries(self.vault)]
+
+    def erase_user(self, timeout: float = 60.0) -> None:
+        """Erase this user's vault for good, once running work has stopped (the session ends)."""
+        self.cancel_all()
+        with self._idle:
+            self._idle.wait_for(lambda: self._working == 0, timeout=timeout)
+        with self._lock:
+            self._stop_catalog_thread()
+            self.vault.erase_user()
+
+    # ------------------------------------------------------------------ ending
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Mark a worker as using the vault, so :meth:`close` waits for it to finish."""
+        with self._idle:
+            self._working += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._working -= 1
+                self._idle.notify_all()
+
+    def stop_event(self) -> threading.Event:
+        """A new event to stop one piece of long work; :meth:`cancel_all` sets it too."""
+        event = threading.Event()
+        with self._lock:
+            self._stops = [e for e in self._stops if not e.is_set()] + [event]
+            if self.cancel.is_set():
+                event.set()
+        return event
+
+    def cancel_all(self) -> None:
+        """Ask long work (training, imports, generation) to stop at its next step."""
+        self.cancel.set()
+        with self._lock:
+            for event in self._stops:
+                event.set()
+
+    def _stop_catalog_thread(self) -> None:
+        if self._catalog_thread is not None:
+            self._catalog_thread.shutdown(wait=True)
+            self._catalog_thread = None
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Stop long work, wait for workers to let go of the vault, then close it."""
+        self.cancel_all()
+        with self._idle:
+            self._idle.wait_for(lambda: self._working == 0, timeout=timeout)
+        with self._lock:
+            self._stop_catalog_thread()
+            if getattr(self.vault, "is_open", True):
+                self.vault.close()
