@@ -4,7 +4,8 @@ For each data set and model, every evaluated person's features are revealed one
 at a time until the decision is fixed with probability >= 1 - delta (the same
 stopping rule for all three), choosing the next feature:
 
-- ours: the one that most reduces the expected entropy of the decision
+- ours: the one that most reduces the expected entropy of the decision, plus
+  the probability that revealing it settles the decision at once
   (localpers.disclosure.minimal_disclosure);
 - importance: in a global importance order (permutation importance of each
   feature for the model's decisions on training data);

@@ -234,6 +234,12 @@ def test_closed_form_probability_matches_sampling_under_a_mixture(jobs):
     values = post.sample(3000, np.random.default_rng(2))[:, 1]
     brute = np.mean([exact.assess(post.given(1, v)).entropy for v in values])
     assert abs(quadrature - brute) < 0.02
+    # the stop term: P(confidence >= 0.9 right after revealing job / income / hours), vs brute force
+    for i, target in ((0, 0.9), (1, 0.9), (2, 0.9)):
+        closed = exact.stop_probability(post, [i], target, np.random.default_rng(0))[0]
+        draws = post.sample(3000, np.random.default_rng(3))[:, i]
+        brute = np.mean([exact.assess(post.given(i, v)).confidence >= target for v in draws])
+        assert 0 < brute < 1 and abs(closed - brute) < 0.03
 
 
 def test_empirical_margins_follow_the_data():
@@ -333,3 +339,5 @@ def test_config_rejects_bad_values():
         DisclosureConfig(method="magic")
     with pytest.raises(LocalpersError, match="encoding"):
         DisclosureConfig(encoding="binary")
+    with pytest.raises(LocalpersError, match="stop_bonus"):
+        DisclosureConfig(stop_bonus=-1)
