@@ -35,6 +35,9 @@ DEMO_PROFILE = """Enjoys gothic tales, silent films and detective stories: Dracu
 The Hound of the Baskervilles, Buster Keaton's The General.
 Not keen on: regency romance, musicals.
 Writes short, warm emails to colleagues, family, a book club and a cycling club; signs off "Nora"."""
+# Profile facts the minimal-disclosure selector chooses from (localpers.disclosure.profile): the demo
+# shows some of them used for a prompt or a list and the rest withheld.
+DEMO_FACTS = {"age": 38, "occupation": "landscape architect"}
 DAY = 86400
 
 
@@ -57,14 +60,14 @@ def data_home(vault: Any) -> Path:
 
 
 def populate(vault: Any, *, now: float | None = None, embedder: Any = None) -> dict:
-    """Fill a fresh demo vault: the sample texts, the demo catalog's ratings, stated interests, a profile summary.
+    """Fill a fresh demo vault: the sample texts, the demo catalog's ratings, interests, a profile and its facts.
 
     Returns what was added, e.g. ``{"texts": 61, "ratings": 9, "catalog": "demo"}``.
     ``embedder`` replaces the bundled sentence-embedding model (for tests).
     """
     from .catalog import Catalog
     from .history import History
-    from .profile import set_interests, set_profile
+    from .profile import set_fact, set_interests, set_profile
     from .recommend import seed_demo_feedback
 
     now = time.time() if now is None else now
@@ -88,4 +91,6 @@ def populate(vault: Any, *, now: float | None = None, embedder: Any = None) -> d
     ratings = seed_demo_feedback(vault, catalog)
     set_interests(vault, DEMO_INTERESTS)
     set_profile(vault, DEMO_PROFILE)
+    for name, value in DEMO_FACTS.items():
+        set_fact(vault, name, value)
     return {"texts": added, "ratings": ratings, "catalog": catalog.name}

@@ -8,7 +8,11 @@ the writer can put it in its prompts.
 Storage: rows of ``vault.features`` (both columns sealed):
 
 - ``name = "profile_summary"``, ``value = {"text": str, "edited": bool, "source": "template"|"llm"|"user"}``;
-- ``name = "interests"``, ``value = [str, ...]`` (what the user said they like).
+- ``name = "interests"``, ``value = [str, ...]`` (what the user said they like);
+- other profile facts, one row each: ``name`` = the fact (``"age"``, ``"occupation"``),
+  ``value`` = a number or a text; see :func:`set_fact`. The recommender keeps a derived
+  ``classic_share`` here. Which facts a prompt or request gets is decided by
+  :func:`localpers.disclosure.choose_profile_facts`, never by pasting them all.
 
 A profile the user edited is never overwritten by :func:`update_profile` unless forced.
 
@@ -62,6 +66,33 @@ def _put_feature(vault: Any, name: str, value: Any) -> None:
         vault.features.update(row["id"], {"value": value, "updated": coarse_time()})
 
 
+def get_fact(vault: Any, name: str) -> Any:
+    """One stored profile fact's value (None when there is none)."""
+    row = _feature(vault, name)
+    return row["value"] if row else None
+
+
+def set_fact(vault: Any, name: str, value: Any) -> bool:
+    """Store one profile fact (``value`` None removes it); returns whether anything changed.
+
+    An unchanged value is not written again, so callers may set derived facts on every use.
+
+    Example::
+
+        >>> set_fact(vault, "age", 38)                      # doctest: +SKIP
+        True
+        >>> set_fact(vault, "age", 38)                      # doctest: +SKIP
+        False
+    """
+    row = _feature(vault, name)
+    if value is None:
+        return bool(row) and vault.features.delete(row["id"])
+    if row is not None and row["value"] == value:
+        return False
+    _put_feature(vault, name, value)
+    return True
+
+
 def get_profile(vault: Any) -> str:
     """The stored profile text ("" when there is none yet). This is what the writer reads."""
     row = _feature(vault, PROFILE)
@@ -110,6 +141,12 @@ def interest_text(vault: Any) -> str:
     parts = get_interests(vault)
     profile = "\n".join(line for line in get_profile(vault).splitlines() if not line.startswith(_NOT_KEEN))
     return "; ".join([*parts, profile.strip()] if profile.strip() else parts)
+
+
+def interest_facts(vault: Any) -> list[str]:
+    """The names of the stored facts :func:`interest_text` reads (those that are not empty)."""
+    names = [INTERESTS] if get_interests(vault) else []
+    return names + ([PROFILE] if get_profile(vault).strip() else [])
 
 
 # ---------------------------------------------------------------------- building

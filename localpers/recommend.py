@@ -20,15 +20,26 @@ How a list is made, in four steps:
 4. **A reason** for every item, grounded in the user's own item that contributed most
    ("Because you liked Metropolis"), optionally phrased by the local LLM.
 
+Profile facts, minimally: when the catalog's items have years, :meth:`Recommender.recommend`
+asks :func:`localpers.disclosure.choose_profile_facts` which of the user's profile facts
+(a derived ``classic_share``, age, occupation...) the ``recommendation-era`` decision
+needs, uses only those, and nudges the list towards classics or recent titles once the
+decision is settled (``RecommenderConfig.era``). The list carries the choice
+(``recs.disclosure``: what was used, what was withheld), and the disclosure ledger gets
+one entry per distinct choice per day.
+
 Example::
 
     >>> from localpers.catalog import Catalog
     >>> from localpers.recommend import Recommender, record_feedback
     >>> catalog = Catalog.demo()                                      # doctest: +SKIP
     >>> record_feedback(vault, catalog, "nosferatu-1922", "like")     # doctest: +SKIP
-    >>> for rec in Recommender(catalog).recommend(vault, n=5):       # doctest: +SKIP
+    >>> recs = Recommender(catalog).recommend(vault, n=5)            # doctest: +SKIP
+    >>> for rec in recs:                                              # doctest: +SKIP
     ...     print(rec.item.title, "-", rec.reason)
     Dracula - Because you liked Nosferatu
+    >>> print(recs.disclosure.summary())                              # doctest: +SKIP
+    Used 1 of 3 profile facts for recommendation (recommendation-era: classic, 100.0% sure): classic_share. ...
 
 Nothing here opens a connection: the catalog and its model are files on disk, the
 interactions are decrypted in memory only.
@@ -36,9 +47,11 @@ interactions are decrypted in memory only.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import sparse
@@ -46,11 +59,19 @@ from scipy import sparse
 from .catalog import Catalog, Item, fit_ease, fit_item_knn  # noqa: F401  (fit_* re-exported for bench and users)
 from .errors import LocalpersError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .disclosure import FactSelection
+
 # "interaction" is what history imports write for rows that name no signal (a purchase, a view).
 SIGNALS = ("like", "dislike", "not_interested", "rating", "read", "click", "interaction")
 SIMILARITY_CACHE_ITEMS = 4000  # up to this catalog size the full similarity matrix is kept in memory
 EXPLICIT = {"like", "dislike", "not_interested", "rating"}
-PARTS = ("collaborative", "content", "interests", "popularity")
+PARTS = ("collaborative", "content", "interests", "popularity", "era")
+# Items released this many years or more before the newest one in the catalog count as classics
+# (the definition of the ``classic_share`` profile fact the recommendation-era decision reads).
+CLASSIC_YEARS = 20
+MIN_DATED_LIKES = 3  # fewer well-rated items with a year say too little to compute classic_share
+RECIPIENT = "local recommender"  # who gets the profile facts, as the disclosure ledger names it
 
 
 @dataclass(frozen=True)
@@ -69,6 +90,7 @@ class History:
     events: list[Event] = field(default_factory=list)
     interests: str = ""
     interest_vector: np.ndarray | None = None  # the embedded interests, when already computed
+    era: str | None = None  # "classic" or "recent": the settled recommendation-era decision, if any
 
     def seen(self) -> set[str]:
         return {e.item for e in self.events}
@@ -96,6 +118,10 @@ class RecommenderConfig:
     content: float = 0.2
     interests: float = 0.5
     popularity: float = 0.05
+    # Nudge for the settled recommendation-era decision: items that fit the era (classic or recent)
+    # gain this much, dated items that do not lose it, undated ones are left alone. Small on purpose:
+    # about a fifth of a standard deviation of one signal, so it reorders near-ties, not the list.
+    era: float = 0.2
     # What each signal says about interest, before recency (ratings are 1-5 stars).
     like: float = 1.0
     dislike: float = -1.0
@@ -144,13 +170,26 @@ class Recommendation:
                 "parts": {k: round(v, 4) for k, v in self.parts.items()}}
 
 
+class Recommendations(list):
+    """A recommendation list (a plain list of :class:`Recommendation`) plus the profile facts behind it.
+
+    ``disclosure`` is the :class:`localpers.disclosure.FactSelection` of the request:
+    which profile facts were used (``.used``) and which withheld (``.withheld``), or
+    None when the catalog gives the profile nothing to decide (no years on its items).
+    """
+
+    def __init__(self, recs: Iterable[Recommendation] = (), disclosure: "FactSelection | None" = None) -> None:
+        super().__init__(recs)
+        self.disclosure = disclosure
+
+
 @dataclass
 class Scores:
     """Scores of every catalog item for a batch of users (rows) and what they are made of."""
 
     total: np.ndarray  # (users, items); -inf where an item was already seen
     explore: np.ndarray  # the ranking of novel items for exploration slots (same shape)
-    parts: dict[str, np.ndarray]  # each signal, z-scored, before weighting
+    parts: dict[str, np.ndarray]  # each signal, z-scored, before weighting ("era": +1 fits, -1 does not, 0 undated)
     weights: sparse.csr_matrix  # the users' item weights (after signals and recency)
     scale: dict[str, np.ndarray]  # per user standard deviation of each raw part (for reasons)
 
@@ -189,6 +228,15 @@ class Recommender:
         self.has_counts = bool(self.counts.any())
         self._similarity: tuple[float, np.ndarray] | None = None
         self.popularity = np.log1p(self.counts).astype(np.float32)
+        # +1 for classics, -1 for recent items, 0 for items without a year.
+        years = np.array([np.nan if (y := item_year(item)) is None else y for item in self.items], dtype=np.float64)
+        self.classic = np.zeros(n, dtype=np.float32)
+        if n and np.isfinite(years).any():
+            dated = np.isfinite(years)
+            old = dated & (years <= np.nanmax(years) - CLASSIC_YEARS)
+            self.classic[dated] = -1.0
+            self.classic[old] = 1.0
+        self.has_eras = bool((self.classic > 0).any() and (self.classic < 0).any())
         self._version = self.catalog.version
 
     def refresh(self) -> None:
@@ -298,6 +346,11 @@ class Recommender:
             z, sd = _standardize(values)
             parts[name], scale[name] = z, sd
             total += getattr(cfg, name) * z
+        if cfg.era and self.has_eras and any(h.era for h in histories):
+            sign = {"classic": 1.0, "recent": -1.0}
+            fit = np.stack([sign.get(h.era or "", 0.0) * self.classic for h in histories]).astype(np.float32)
+            parts["era"], scale["era"] = fit, np.ones(n_users, dtype=np.float32)
+            total += cfg.era * fit
         explore = total + cfg.explore_content * parts["content"] if "content" in parts else total.copy()
         seen = weights.tocoo()
         total[seen.row, seen.col] = -np.inf
@@ -411,17 +464,72 @@ class Recommender:
         return [self._explain(scores, history, row, k, exploring) for k, exploring in picks]
 
     def recommend(self, vault: Any, n: int = 10, *, kinds: Iterable[str] | None = None,
-                  tags: Iterable[str] | None = None, interests: str | None = None, engine: Any = None
-                  ) -> list[Recommendation]:
+                  tags: Iterable[str] | None = None, interests: str | None = None, engine: Any = None,
+                  use_profile: bool = True) -> Recommendations:
         """Recommend ``n`` items to the owner of ``vault``.
 
         ``interests`` replaces the stored interests for this call (cold start from a short
         text). ``engine``: a local LLM (:class:`localpers.llm.Engine`) to phrase the reasons.
+        ``use_profile``: let the minimally chosen profile facts nudge the list (see
+        :meth:`profile_facts`); the returned list's ``disclosure`` says which were used
+        and which withheld.
         """
-        recs = self.recommend_for(self.history(vault, interests=interests), n, kinds=kinds, tags=tags)
+        from .profile import interest_facts
+
+        history = self.history(vault, interests=interests)
+        # The stored interests and profile text feed the interests signal: reported as used, always.
+        read = interest_facts(vault) if interests is None and self.config.interests else []
+        disclosure = self.profile_facts(vault, history, public=read) if use_profile else None
+        recs = Recommendations(self.recommend_for(history, n, kinds=kinds, tags=tags), disclosure)
         if engine is not None:
             phrase_reasons(recs, self.catalog, engine)
         return recs
+
+    def classic_share(self, history: History) -> float | None:
+        """Share of the user's well-rated dated items that are classics (the ``classic_share`` fact).
+
+        Well-rated: liked, or 4 stars and up (the latest explicit signal on an item counts).
+        Classics: released :data:`CLASSIC_YEARS` or more years before the newest item in the
+        catalog. None when fewer than :data:`MIN_DATED_LIKES` such items have a year.
+        """
+        self._load()
+        latest: dict[str, tuple[bool, float]] = {}  # item -> (explicit, weight)
+        for event in history.events:
+            explicit = event.signal in EXPLICIT
+            if explicit or not latest.get(event.item, (False, 0.0))[0]:
+                latest[event.item] = (explicit, self.config.signal_weight(event))
+        fits = [self.classic[self.position[i]] for i, (_, w) in latest.items() if w > 0.5 and i in self.position]
+        dated = [f for f in fits if f != 0]
+        return round(sum(f > 0 for f in dated) / len(dated), 3) if len(dated) >= MIN_DATED_LIKES else None
+
+    def profile_facts(self, vault: Any, history: History, *, public: Iterable[str] = (),
+                      record: bool = True) -> "FactSelection | None":
+        """Choose the profile facts for this request and settle ``history.era`` from them.
+
+        Keeps the derived ``classic_share`` fact in the vault up to date, then lets
+        :func:`localpers.disclosure.choose_profile_facts` pick the fewest facts that fix
+        the ``recommendation-era`` decision (recent or classic). When it is settled,
+        ``history.era`` is set and the scores get the ``era`` nudge. ``public``: facts the
+        request uses anyway (the interest text), reported as used. With ``record``, a
+        choice that used facts goes to the disclosure ledger, once per distinct choice
+        per day (a list is recomputed after every like; repeating the entry adds nothing).
+        Returns None when the catalog's items have no years (nothing to decide).
+        """
+        from .disclosure import choose_profile_facts
+        from .disclosure import profile_facts as stored_facts
+        from .profile import set_fact
+
+        self._load()
+        if not self.has_eras:
+            return None
+        set_fact(vault, "classic_share", self.classic_share(history))
+        # Only stored facts: the derived writing facts (formality) say nothing about eras.
+        chosen = choose_profile_facts(vault, "recommendation", decision="recommendation-era", recipient=RECIPIENT,
+                                      public=public, facts=stored_facts(vault, derive=False), record=False)
+        history.era = chosen.decision if chosen.guaranteed else None
+        if record and chosen.used:
+            chosen.ledger_id = _record_once_a_day(vault, chosen)
+        return chosen
 
     # ------------------------------------------------------------------ reasons
 
@@ -460,6 +568,40 @@ class Recommender:
         if exploring:
             reason += " (something new: few people have rated it yet)"
         return Recommendation(item, float(scores.total[0, k]), reason, because, parts, exploring)
+
+
+def item_year(item: Item) -> int | None:
+    """The year an item came out (its ``year`` or ``release_year`` attribute), or None.
+
+    Example::
+
+        >>> item_year(Item("m1", "Metropolis", "film", "", (), {"year": "1927"}))
+        1927
+    """
+    for key in ("year", "release_year"):
+        value = item.attrs.get(key)
+        if isinstance(value, bool) or value in (None, ""):
+            continue
+        if isinstance(value, (int, float)) and np.isfinite(value):
+            return int(value)
+        match = re.match(r"\s*(-?\d{1,4})\b", str(value))
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def _record_once_a_day(vault: Any, chosen: "FactSelection") -> int:
+    """The ledger entry for this choice: today's identical one if there is one, else a new one."""
+    from .disclosure import ledger_entries, record
+    from .vault import coarse_time
+
+    revealed = json.loads(json.dumps(chosen.used, default=str))
+    for entry in ledger_entries(vault, since=coarse_time()):
+        if (entry.purpose == chosen.purpose and entry.recipient == chosen.recipient and entry.revealed == revealed
+                and entry.withheld == chosen.withheld and entry.decision.get("label") == chosen.decision):
+            return entry.id
+    return record(vault, chosen.disclosure, purpose=chosen.purpose, recipient=chosen.recipient,
+                  decision_name=chosen.decision_name, revealed=chosen.used, withheld=chosen.withheld)
 
 
 def _standardize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,6 @@ Building the demo profile embeds 61 texts and a 98-item catalog (tens of seconds
 
 from __future__ import annotations
 
-import asyncio
 import io
 import shutil
 import tempfile
@@ -30,7 +29,8 @@ def demo_template() -> Path:
         home.mkdir()
         vault = Vault.open_demo(home=home / "users")
         # One list now caches the embedded interests (sealed), so tests start without the embedding model.
-        Recommender(Catalog.demo(home)).recommend(vault, n=5)
+        # Not a user's request: no profile facts, so the demo's disclosure ledger starts empty.
+        Recommender(Catalog.demo(home)).recommend(vault, n=5, use_profile=False)
         vault.close()
         _TEMPLATE = home
     return _TEMPLATE
@@ -81,8 +81,3 @@ def screen_text(app: Any) -> str:
 
 def notifications(app: Any) -> list[str]:
     return [n.message for n in app._notifications]
-
-
-async def settle(pilot: Any, seconds: float = 0.3) -> None:
-    await asyncio.sleep(0)
-    await pilot.pause(seconds)

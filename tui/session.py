@@ -186,7 +186,11 @@ class Session:
         return self._recommender_obj
 
     def recommend(self, n: int = 20, *, kinds: list[str] | None = None, tags: list[str] | None = None) -> list[Any]:
-        """A ranked list of :class:`localpers.recommend.Recommendation`, each with its reason."""
+        """A ranked list of :class:`localpers.recommend.Recommendation`, each with its reason.
+
+        The list is a :class:`localpers.recommend.Recommendations`: its ``disclosure`` says which
+        profile facts it used and which it withheld.
+        """
         return self._on_catalog_thread(lambda: self._recommender().recommend(self.vault, n=n, kinds=kinds, tags=tags))
 
     def catalog_kinds(self) -> dict[str, int]:

@@ -179,6 +179,9 @@ def recommend_cmd(count: int, kind: tuple[str, ...], tag: tuple[str, ...], catal
         if explain:
             parts = " ".join(f"{v:+.2f} {k}" for k, v in rec.parts.items())
             click.echo(f"    score {rec.score:+.2f} = {parts or 'no signals yet'}")
+    disclosure = getattr(recs, "disclosure", None)
+    if disclosure is not None and not as_json:
+        click.echo(f"\nProfile facts: {disclosure.summary()}")
 
 
 @click.command(name="feedback")

@@ -2,7 +2,8 @@
 
 Feedback is stored sealed in the vault and the list is recomputed at once (in a
 worker), so the next list reflects it without a restart. Filters narrow the list
-to a kind (book, film...) or a tag.
+to a kind (book, film...) or a tag. One line under the list says which profile
+facts the list used and which it withheld (see localpers.disclosure).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class RecommendScreen(TaskScreen):
         ("Refresh recommendations", "Recommend: compute the list again (r)", "refresh_list"),
     ]
     LIST_SIZE = 20
+    DEFAULT_CSS = """
+    #rec-profile { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -52,6 +56,7 @@ class RecommendScreen(TaskScreen):
             yield Input(placeholder="tag filter, e.g. horror (Enter applies)", id="rec-tag")
         table: DataTable = DataTable(id="recs", cursor_type="row", zebra_stripes=True)
         yield table
+        yield Static("", id="rec-profile")
         yield Static("", id="rec-detail")
 
     def on_mount(self) -> None:
@@ -96,6 +101,9 @@ class RecommendScreen(TaskScreen):
         row = table.cursor_row
         table.clear()
         self.recs = recs
+        line = profile_line(getattr(recs, "disclosure", None))
+        self.query_one("#rec-profile", Static).update(_escape(line))
+        self.query_one("#rec-profile", Static).display = bool(line)
         for rank, rec in enumerate(recs, 1):
             table.add_row(str(rank), rec.item.label(), rec.item.kind, rec.reason, key=rec.item.id)
         if recs:
@@ -174,6 +182,15 @@ class RecommendScreen(TaskScreen):
     def _tag_changed(self) -> None:
         self.load()
         self.action_focus_list()
+
+
+def profile_line(chosen: Any) -> str:
+    """What the list used from the profile, e.g. ``Profile used: classic_share → classic titles · withheld: age``."""
+    if chosen is None:
+        return ""
+    used = ", ".join(chosen.used) or "none"
+    settled = f" → {chosen.decision} titles" if chosen.guaranteed else " (era not settled)"
+    return f"Profile used: {used}{settled} · withheld: {', '.join(chosen.withheld) or 'none'}"
 
 
 def _escape(text: str) -> str:
