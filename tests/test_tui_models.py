@@ -17,6 +17,8 @@ from localpers.tui import LocalpersApp
 from tui_support import copy_demo_home, notifications, unlocked, wait_for
 
 MESSAGE = "Hi Nora, are you coming to the party on Saturday? Love, Mum"
+# A text the model goes on continuing for a hundred tokens or so: long enough to press keys meanwhile.
+RIDE_LOG = "Ride log\nMonday: lake loop, 48 km.\nTuesday: hill route, 30 km.\nWednesday:"
 
 
 @pytest.fixture
@@ -24,6 +26,15 @@ def demo_home(tmp_path, monkeypatch):
     home = copy_demo_home(tmp_path)
     monkeypatch.setenv("LOCALPERS_HOME", str(home))
     return home
+
+
+async def _start_long_draft(pilot, screen) -> None:
+    screen.query_one("#write-mode").value = "continue"
+    await pilot.pause()
+    screen.query_one("#context").text = RIDE_LOG
+    screen.query_one("#instruction").value = "Keep listing the rides"
+    screen.query_one("#instruction").focus()
+    await pilot.press("enter")
 
 
 async def _start_reply(pilot, screen) -> None:
@@ -87,7 +98,7 @@ async def test_regenerate_and_stop(demo_home):
     async with app.run_test(size=(80, 24)) as pilot:
         await unlocked(pilot)
         screen = app.screen
-        await _start_reply(pilot, screen)
+        await _start_long_draft(pilot, screen)
         await wait_for(pilot, lambda: len(screen.query_one("#draft").text) > 10, timeout=120, step=0.01)
         await pilot.press("escape")  # stop mid-draft
         await wait_for(pilot, lambda: screen.generating is None, timeout=30)
@@ -108,21 +119,23 @@ async def test_keys_are_handled_quickly_while_a_draft_is_generated(demo_home):
     async with app.run_test(size=(80, 24)) as pilot:
         await unlocked(pilot)
         screen = app.screen
-        await _start_reply(pilot, screen)
+        await _start_long_draft(pilot, screen)
         await wait_for(pilot, lambda: len(screen.query_one("#draft").text) > 0, timeout=120, step=0.01)
         latencies = []
-        for _ in range(6):
-            assert screen.generating is not None, "the draft finished before the measurement"
+        at_start = len(screen.query_one("#draft").text)
+        while screen.generating is not None and len(latencies) < 8:
             before = len(screen.handled_keys)
             pressed = time.monotonic()
             await pilot.press("ctrl+b")
             assert len(screen.handled_keys) == before + 1
-            latencies.append(screen.handled_keys[-1][1] - pressed)
+            if screen.generating is not None:  # only count keys handled while the worker was still writing
+                latencies.append(screen.handled_keys[-1][1] - pressed)
+                grown = len(screen.query_one("#draft").text)
             await pilot.pause(0.05)
-        grown = len(screen.query_one("#draft").text)
-        await wait_for(pilot, lambda: len(screen.query_one("#draft").text) > grown, timeout=30, step=0.01)
         await pilot.press("escape")
         await wait_for(pilot, lambda: screen.generating is None, timeout=30)
+    assert len(latencies) >= 3, f"the draft finished too soon to measure ({latencies})"
+    assert grown > at_start, "the draft kept streaming while keys were handled"
     assert max(latencies) < 0.2, f"key handling took {latencies} s while generating"
     assert statistics.median(latencies) < 0.1
 
@@ -185,3 +198,54 @@ async def test_training_cancels_resumes_and_keeps_the_ui_responsive(demo_home):
         await pilot.press("c")
         await wait_for(pilot, lambda: screen.training is None, timeout=120)
     assert max(latencies) < 0.2, f"key handling took {latencies} s while training"
+
+
+@pytest.fixture
+def demo_home_with_adapter(demo_home):
+    """The demo profile with a real GGUF LoRA adapter installed: freshly initialised, so it leaves the base
+    model's output unchanged, stored with the held-out scores a training run would record."""
+    from localpers import adapter, models
+    from localpers.adapters import load_recipe
+    from localpers.train import attach_lora, load_base
+    from localpers.vault import Vault
+
+    recipe = load_recipe("gemma3-270m")
+    base, _ = load_base("gemma3-270m")
+    data = adapter.export_gguf(attach_lora(base, recipe), recipe)
+    base_id = models.model_id(models.ensure("gemma3-270m"))
+    with Vault.open_demo(home=demo_home / "users") as vault:
+        adapter.install(vault, data, recipe=recipe, base_model_id=base_id, n_texts=55,
+                        scores={"base_heldout_loss": 3.1, "heldout_loss": 2.7})
+    return demo_home
+
+
+@pytest.mark.slow
+async def test_adapter_scores_and_switch_compare_with_the_base_model(demo_home_with_adapter):
+    app = LocalpersApp(home=demo_home_with_adapter, demo=True, max_tokens=8)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await unlocked(pilot)
+        await pilot.press("f5")
+        screen = app.screen
+        current = screen.query_one("#adapter-current")
+        await wait_for(pilot, lambda: "Trained" in str(current.render()), timeout=60)
+        shown = str(current.render())
+        assert "55 texts" in shown and "2.700" in shown and "3.100" in shown and "perplexity 14.9 vs 22.2" in shown
+        switch = screen.query_one("#use-adapter")
+        assert not switch.disabled and switch.value and app.session.use_adapter
+
+        async def draft_uses() -> str:
+            await pilot.press("f2")
+            write = app.screen
+            write.query_one("#instruction").value = "Thank Jonas for the stone"
+            write.query_one("#instruction").focus()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: write.generating is None and write.current is not None
+                           and write.current.finished, timeout=120)
+            return write.current.adapter
+
+        assert await draft_uses() == "user:demo"
+        await pilot.press("f5")
+        await pilot.press("s")  # adapter off: drafts come from the base model, to compare
+        await wait_for(pilot, lambda: not app.session.use_adapter)
+        assert any("base model" in m for m in notifications(app))
+        assert await draft_uses() is None

@@ -15,8 +15,10 @@ only ever updates widgets.
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -165,6 +167,9 @@ class LocalpersApp(App):
         self.session = Session(vault, engine_model=self.engine_model, home=self.home, train_config=self.train_config)
         self.sub_title = "demo profile" if vault.is_demo else vault.user
         self.switch_mode("write")
+        # A mode's first screen is mounted after the switch; without a full repaint then,
+        # a real terminal is left showing only the parts that changed later.
+        self.call_after_refresh(self.refresh, repaint=True, layout=True)
         self.session.warm_up(self)
 
     def action_lock(self) -> None:
@@ -190,6 +195,7 @@ class LocalpersApp(App):
             self.pop_screen()
         self.sub_title = ""
         self.switch_mode("unlock")
+        self.call_after_refresh(self.refresh, repaint=True, layout=True)
         for mode, screen_cls in TASK_SCREENS.items():
             self.remove_mode(mode)
             self.add_mode(mode, screen_cls)
@@ -252,6 +258,43 @@ class LocalpersApp(App):
         self.notify(f"Theme: {self.theme}", timeout=2)
 
 
+@contextlib.contextmanager
+def own_terminal() -> Iterator[None]:
+    """Give the app a private handle on the terminal while it runs.
+
+    llama.cpp silences its loading messages by pointing file descriptors 1 and 2 at
+    /dev/null for a moment (from a worker thread); Textual draws through descriptor 2,
+    so frames drawn meanwhile would be lost and the screen left half painted. Here the
+    app draws through its own duplicate of the terminal, and descriptors 1 and 2 point
+    at /dev/null until it exits, so stray output from C libraries cannot scribble over
+    the screen either.
+    """
+    stream = sys.__stderr__
+    if stream is None or not stream.isatty():
+        yield
+        return
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    terminal = os.fdopen(os.dup(2), "w", encoding=stream.encoding or "utf-8", errors="replace")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    streams = sys.stdout, sys.stderr
+    # Python-level output (a crash report after the app stops, say) still reaches the terminal.
+    sys.__stderr__ = sys.stdout = sys.stderr = terminal
+    try:
+        for fd in (1, 2):
+            os.dup2(devnull, fd)
+        yield
+    finally:
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)
+        sys.__stderr__ = stream
+        sys.stdout, sys.stderr = streams
+        terminal.close()
+
+
 def run(user: str | None = None, demo: bool = False, home: Path | None = None) -> None:
     """Open the app in this terminal (what ``localpers tui`` does)."""
-    LocalpersApp(user=user, demo=demo, home=home).run()
+    app = LocalpersApp(user=user, demo=demo, home=home)
+    with own_terminal():
+        app.run()

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from textual.app import App
 
 
+class SessionClosed(Exception):
+    """The vault is being closed or erased: no new work may start on it."""
+
+
 class Session:
     """One unlocked vault and its services. Thread-safe to build lazily from workers."""
 
@@ -39,6 +43,7 @@ class Session:
         self._stops: list[threading.Event] = []
         self._lock = threading.RLock()
         self._working = 0  # workers using the vault right now (see busy())
+        self._closing = False  # set once close() or erase_user() starts: busy() refuses new work
         self._idle = threading.Condition()
         self._history: Any = None
         self._writers: dict[bool, Any] = {}  # use_adapter -> Writer
@@ -211,11 +216,9 @@ class Session:
 
         return [entry.to_dict() for entry in ledger_entries(self.vault)]
 
-    def erase_user(self, timeout: float = 60.0) -> None:
+    def erase_user(self) -> None:
         """Erase this user's vault for good, once running work has stopped (the session ends)."""
-        self.cancel_all()
-        with self._idle:
-            self._idle.wait_for(lambda: self._working == 0, timeout=timeout)
+        self._wind_down(None)
         with self._lock:
             self._stop_catalog_thread()
             self.vault.erase_user()
@@ -224,8 +227,14 @@ class Session:
 
     @contextlib.contextmanager
     def busy(self) -> Iterator[None]:
-        """Mark a worker as using the vault, so :meth:`close` waits for it to finish."""
+        """Mark a worker as using the vault, so :meth:`close` waits for it to finish.
+
+        Raises :class:`SessionClosed` once the vault is closing: the vault's SQLite
+        connection must never be used while (or after) it is closed.
+        """
         with self._idle:
+            if self._closing:
+                raise SessionClosed("the vault is closing")
             self._working += 1
         try:
             yield
@@ -255,12 +264,26 @@ class Session:
             self._catalog_thread.shutdown(wait=True)
             self._catalog_thread = None
 
-    def close(self, timeout: float = 60.0) -> None:
-        """Stop long work, wait for workers to let go of the vault, then close it."""
+    def _wind_down(self, timeout: float | None) -> bool:
+        """Refuse new work, ask running work to stop, and wait until none uses the vault (True) or time is up."""
+        with self._idle:
+            self._closing = True
         self.cancel_all()
         with self._idle:
-            self._idle.wait_for(lambda: self._working == 0, timeout=timeout)
+            return self._idle.wait_for(lambda: self._working == 0, timeout=timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop long work, wait for workers to let go of the vault, then close it.
+
+        With a ``timeout`` that passes while a worker still runs (the app is quitting
+        mid-step), the vault is left for the process exit to release: closing it under
+        the worker could crash, and SQLite's journal keeps every commit safe anyway.
+        Returns whether the vault was closed.
+        """
+        if not self._wind_down(timeout):
+            return False
         with self._lock:
             self._stop_catalog_thread()
             if getattr(self.vault, "is_open", True):
                 self.vault.close()
+        return True

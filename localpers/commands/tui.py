@@ -23,9 +23,9 @@ def tui(demo: bool, user: str | None) -> None:
 
     if demo and user and user != DEMO_USER:
         raise LocalpersError("choose either --demo or --user, not both")
-    from localpers.tui import LocalpersApp
+    from localpers.tui import run
 
-    LocalpersApp(user=None if user == DEMO_USER else user, demo=demo or user == DEMO_USER).run()
+    run(user=None if user == DEMO_USER else user, demo=demo or user == DEMO_USER)
 
 
 commands = [tui]

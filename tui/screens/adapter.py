@@ -58,7 +58,7 @@ class AdapterScreen(TaskScreen):
                 yield Static("Current adapter", classes="section-title")
                 yield Static("…", id="adapter-current")
                 with Horizontal(id="use-row"):
-                    yield Switch(value=True, id="use-adapter")
+                    yield Switch(value=False, disabled=True, id="use-adapter")
                     yield Label("Use it when writing (off: the base model, to compare)", id="use-label")
             with Vertical(classes="adapter-section"):
                 yield Static("Training", classes="section-title")
@@ -71,7 +71,6 @@ class AdapterScreen(TaskScreen):
                     yield Button("Resume (u)", id="resume", disabled=True)
 
     def on_mount(self) -> None:
-        self.query_one("#use-adapter", Switch).value = self.session.use_adapter
         self.refresh_info()
 
     def on_screen_resume(self) -> None:
@@ -103,7 +102,10 @@ class AdapterScreen(TaskScreen):
             self.query_one("#train", Button).disabled = self.training is not None
         self.query_one("#adapter-data", Static).update("\n".join(lines))
         self.query_one("#adapter-current", Static).update(describe_adapter(current))
-        self.query_one("#use-adapter", Switch).disabled = current is None
+        switch = self.query_one("#use-adapter", Switch)
+        switch.disabled = current is None
+        with switch.prevent(Switch.Changed):  # showing the state is not the user switching it
+            switch.value = current is not None and self.session.use_adapter
         self.resumable = checkpoint is not None or self.resumable
         resume = self.query_one("#resume", Button)
         resume.disabled = not self.resumable or self.training is not None

@@ -32,11 +32,16 @@ def vault_work(*, group: str, exclusive: bool = False) -> Callable[[Callable], C
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def body(self: "TaskScreen", *args: Any, **kwargs: Any) -> Any:
+            from ..session import SessionClosed
+
             session = self.localpers.session
             if session is None:
                 return None
-            with session.busy():
-                return fn(self, *args, **kwargs)
+            try:
+                with session.busy():
+                    return fn(self, *args, **kwargs)
+            except SessionClosed:
+                return None  # the vault closed (lock, erase, quit) before this work could start
 
         return work(thread=True, group=group, exclusive=exclusive, exit_on_error=False)(body)
 

@@ -64,7 +64,6 @@ class WriteScreen(TaskScreen):
         super().__init__()
         self.generating: threading.Event | None = None  # set it to stop the running generation
         self.current: Any = None  # the draft being shown (a localpers.write.Draft)
-        self.generated_text = ""  # what the model wrote, before the user's edits
         self.attempt = 0
         self.tokens = 0
         self.handled_keys: list[tuple[str, float]] = []  # (action, monotonic time), for responsiveness checks
@@ -131,7 +130,6 @@ class WriteScreen(TaskScreen):
         draft = self.query_one("#draft", TextArea)
         draft.text = ""
         draft.read_only = True
-        self.generated_text = ""
         self.current = None
         self.tokens = 0
         self.generating = self.session.stop_event()
@@ -152,12 +150,14 @@ class WriteScreen(TaskScreen):
             examples = self.session.describe_examples(draft.examples)
             self.from_thread(self._show_examples, draft, examples, writer.adapter)
             pieces = iter(draft)
-            for piece in pieces:
-                self.from_thread(self._append, piece, started)
-                if stop.is_set():
-                    break
-            if stop.is_set():
-                self.session.stop_draft(draft, pieces)
+            try:
+                for piece in pieces:
+                    self.from_thread(self._append, piece, started)
+                    if stop.is_set():
+                        break
+            finally:
+                if not draft.finished:  # stopped, or failed midway: free the engine for the next draft
+                    self.session.stop_draft(draft, pieces)
             self.from_thread(self._finished, draft, stop.is_set(), started, writer.notice)
         except Exception as exc:
             self.report(exc, "Writing the draft")
@@ -183,7 +183,6 @@ class WriteScreen(TaskScreen):
     def _append(self, piece: str, started: float) -> None:
         draft = self.query_one("#draft", TextArea)
         draft.insert(piece, draft.document.end)
-        self.generated_text += piece
         self.tokens += 1
         elapsed = max(time.monotonic() - started, 1e-6)
         self.status(f"Writing… {self.tokens} pieces, {self.tokens / elapsed:.0f}/s  (Esc stops)")
