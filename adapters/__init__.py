@@ -70,7 +70,7 @@ class Recipe:
     rag_examples: int = 3
     example_chars: int = 360
     min_texts: int = 50
-    memory_limit_mb: int = 4096
+    memory_limit_mb: int = 6144
     seed: int = 0
     precision: str = "auto"  # "auto" (bf16 matmuls where the CPU has them), "bf16" or "fp32"
     # prompt layout and tensor names

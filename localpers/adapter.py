@@ -274,8 +274,8 @@ def load(vault: Any, engine: Any, *, name: str | None = None) -> str | None:
     if info.base_model_id != engine_base:
         raise AdapterError(
             f"your adapter was trained for another base model ({info.recipe}, {info.base_model_id[:19]}...), "
-            f"not for {engine.model_path.name} ({engine_base[:19]}...); switch writer_model back to {info.recipe!r} "
-            "or train a new adapter with: localpers train")
+            f"not for {engine.model_path.name} ({engine_base[:19]}...); switch writer_model back to {info.recipe!r}, "
+            "train a new adapter with `localpers train`, or write with --no-adapter")
     name = name or f"user:{vault.user}"
     key = (id(engine), name)
     if _loaded.get(key) == info.digest and name in engine.adapters:
@@ -323,36 +323,44 @@ class Adapter:
 # ---------------------------------------------------------------------- after training
 
 
+def install_verified(vault: Any, gguf_bytes: bytes, peft_model: Any, tokenizer: Any, engine: Any, *,
+                     recipe: Recipe, n_texts: int, scores: dict | None = None, extra: dict | None = None
+                     ) -> AdapterInfo:
+    """Verify ``gguf_bytes`` against ``peft_model`` in ``engine``, then install it; refuse it otherwise.
+
+    Raises :class:`AdapterError` (nothing installed; any previous adapter stays) when the
+    engine runs another base model, or llama.cpp and peft disagree.
+    """
+    base_id = models.model_id(engine.model_path)
+    expected = models.model_id(models.ensure(recipe.name))
+    if base_id != expected:
+        raise AdapterError(f"the adapter was trained on {recipe.name}; the engine runs {engine.model_path.name}")
+    check = verify(engine, gguf_bytes, peft_model, tokenizer)
+    if not check.passed:
+        raise AdapterError(f"the exported adapter does not behave like the trained one in llama.cpp ({check.reason}); "
+                           "it was not installed")
+    scores = {**(scores or {}), "logit_correlation": round(check.correlation, 5),
+              "error_ratio": round(check.error_ratio, 3), "effect_correlation": round(check.effect_correlation, 4)}
+    return install(vault, gguf_bytes, recipe=recipe, base_model_id=base_id, n_texts=n_texts, scores=scores,
+                   extra=extra)
+
+
 def install_trained(vault: Any, result: Any, *, engine: Any = None,
                     progress: Callable[[Any], None] | None = None) -> AdapterInfo:
-    """Export a :class:`~localpers.train.TrainResult`'s model, verify it, and install it.
-
-    Raises :class:`AdapterError` (nothing installed; any previous adapter stays) when
-    llama.cpp and peft disagree.
-    """
+    """Export a :class:`~localpers.train.TrainResult`'s model, verify it, and install it (see :func:`install_verified`)."""
     from .llm import Engine
     from .train import TrainProgress
 
     tell = progress or (lambda p: None)
     recipe = result.recipe or load_recipe("gemma3-270m")
     engine = engine or Engine.shared(recipe.name)
-    base_id = models.model_id(engine.model_path)
-    expected = models.model_id(models.ensure(recipe.name))
-    if base_id != expected:
-        raise AdapterError(f"the adapter was trained on {recipe.name}; the engine runs {engine.model_path.name}")
     tell(TrainProgress("exporting", result.steps, result.total_steps, message="writing the GGUF adapter"))
-    data = export_gguf(result.model, recipe, base_model_id=base_id)
+    data = export_gguf(result.model, recipe, base_model_id=models.model_id(engine.model_path))
     tell(TrainProgress("verifying", result.steps, result.total_steps,
                        message="checking llama.cpp and peft agree on the adapter"))
-    check = verify(engine, data, result.model, result.tokenizer)
-    if not check.passed:
-        raise AdapterError(
-            f"the exported adapter does not behave like the trained one in llama.cpp ({check.reason}); "
-            "it was not installed")
     scores = {"base_heldout_loss": result.base_heldout_loss, "heldout_loss": result.heldout_loss,
-              "logit_correlation": round(check.correlation, 5), "error_ratio": round(check.error_ratio, 3),
-              "effect_correlation": round(check.effect_correlation, 4),
               "steps": result.steps, "train_tokens": result.train_tokens}
-    return install(vault, data, recipe=recipe, base_model_id=base_id, n_texts=result.n_texts, scores=scores,
-                   extra={"n_train": result.n_train, "n_heldout": result.n_heldout,
-                          "playback": result.playback_sources})
+    return install_verified(vault, data, result.model, result.tokenizer, engine, recipe=recipe,
+                            n_texts=result.n_texts, scores=scores,
+                            extra={"n_train": result.n_train, "n_heldout": result.n_heldout,
+                                   "playback": result.playback_sources})

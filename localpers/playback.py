@@ -51,6 +51,10 @@ s t don now hi hello dear thanks thank regards best cheers kind sincerely yours 
 what which who whom when where why how am re fwd fw sent get got one two much many well""".split())
 
 
+# Words a finished sentence does not end with ("Write an email to.").
+_DANGLING = frozenset("a an the to for of about and or but with from on in at by that your my their his her".split())
+
+
 @dataclass(frozen=True)
 class PlaybackConfig:
     """How instructions are made and checked.
@@ -66,6 +70,7 @@ class PlaybackConfig:
     max_tokens: int = 48
     temperature: float = 0.3
     min_chars: int = 15
+    min_words: int = 5
     max_chars: int = 300
     max_sentences: int = 3
     max_copied_words: int = 7
@@ -158,8 +163,11 @@ def validate(instruction: str, text: str, config: PlaybackConfig = PlaybackConfi
     n = len(sentences(s))
     if n > config.max_sentences:
         return f"{n} sentences (at most {config.max_sentences})"
-    if not s.endswith((".", "!", "?")):
+    ws = words(s)
+    if not s.endswith((".", "!", "?")) or (ws and ws[-1] in _DANGLING):
         return "unfinished sentence"
+    if len(ws) < config.min_words:
+        return f"too few words ({len(ws)})"
     first = words(s)[:1]
     if not first or first[0] not in IMPERATIVES:
         return f"does not start with an instruction verb ({first[0] if first else ''!r})"

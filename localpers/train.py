@@ -17,7 +17,9 @@ The pipeline (:func:`train_adapter`) in five steps:
 
 What keeps it fast on a laptop CPU: the output layer (262k words for Gemma) runs only on
 response positions, never on the prompt (it is most of the work of a plain loop); bf16
-matrix products where the CPU has them (``precision``); short examples (``max_length``);
+frozen base weights where the CPU computes bf16 natively (``precision``; LoRA weights,
+gradients and optimizer stay float32, and export and verification use the exact float32
+base); short examples (``max_length``);
 attention-only LoRA; one example at a time (no padding).
 
 What keeps it private: texts, instructions, checkpoints and adapters rest only in the
@@ -40,6 +42,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import gc
 import io
 import math
 import os
@@ -156,6 +159,8 @@ class TrainResult:
     recipe: Recipe | None = None
     model: Any = None
     tokenizer: Any = None
+    samples: list = field(default_factory=list)  # the training Samples (in memory only)
+    style: str = ""  # the style summary the prompts carried
     adapter: Any = None  # localpers.adapter.AdapterInfo once installed
 
     def summary(self) -> str:
@@ -338,28 +343,50 @@ def response_loss(model: Any, input_ids: Any, labels: Any) -> tuple[Any, int]:
     return F.cross_entropy(logits.float(), targets[mask], reduction="sum"), int(mask.sum())
 
 
-def autocast(precision: str = "auto") -> Any:
-    """A context for the forward pass: bf16 matrix products when asked for (or "auto" and the
-    CPU has native bf16), else nothing. Parameters and gradients stay float32 either way."""
-    import contextlib
-
+def training_dtype(precision: str = "auto") -> Any:
+    """The dtype the frozen base weights train in: bfloat16 when asked for (or "auto" and the
+    CPU computes bf16 natively: AVX512-BF16 or AMX), else float32. LoRA weights, gradients and
+    optimizer state are float32 either way, and export and verification always use float32."""
     import torch
 
     if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "auto":
-        try:
-            native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-        except AttributeError:
-            native = False
-        if not native:
-            return contextlib.nullcontext()
-    elif precision != "bf16":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision != "auto":
         raise LocalpersError(f"unknown precision {precision!r}; use auto, bf16 or fp32")
-    return torch.autocast("cpu", dtype=torch.bfloat16)
+    try:
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    except AttributeError:  # older torch: no way to ask, stay exact
+        native = False
+    return torch.bfloat16 if native else torch.float32
 
 
-def heldout_loss(model: Any, encoded: list[tuple[list[int], list[int]]], precision: str = "auto") -> float | None:
+def training_model(recipe: Recipe, model: str | Path = "gemma3-270m", *, threads: int | None = None,
+                   lora_state: dict | None = None, dtype: Any = None) -> tuple[Any, Any]:
+    """The base model with fresh LoRA layers (or ``lora_state``), ready to train: ``(peft model, tokenizer)``.
+
+    ``dtype`` (default: :func:`training_dtype` of the recipe) is the base weights' dtype.
+    """
+    import torch
+
+    dtype = dtype or training_dtype(recipe.precision)
+    base, tokenizer = load_base(model, threads=threads)
+    if dtype != torch.float32:
+        base = base.to(dtype)
+    torch.manual_seed(recipe.seed)
+    peft_model = attach_lora(base, recipe)
+    for p in peft_model.parameters():
+        if p.requires_grad:
+            p.data = p.data.float()  # LoRA weights (and so their gradients and Adam moments) stay float32
+    if lora_state is not None:
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(peft_model, lora_state)
+    return peft_model, tokenizer
+
+
+def heldout_loss(model: Any, encoded: list[tuple[list[int], list[int]]]) -> float | None:
     """Mean per-token loss over held-out examples (dropout off, no gradients)."""
     import torch
 
@@ -368,7 +395,7 @@ def heldout_loss(model: Any, encoded: list[tuple[list[int], list[int]]], precisi
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    with torch.no_grad(), autocast(precision):
+    with torch.no_grad():
         for ids, labels in encoded:
             loss, n = response_loss(model, torch.tensor([ids]), torch.tensor([labels]))
             total += float(loss)
@@ -517,9 +544,8 @@ def train_adapter(vault: Any, config: TrainConfig | None = None, *, progress: Pr
     recipe, train, held, style, sources = prepared
 
     tell(TrainProgress("loading", message=f"loading {config.model} for training"))
-    base, tokenizer = load_base(config.model, threads=config.threads)
-    torch.manual_seed(recipe.seed)
-    model = attach_lora(base, recipe)
+    dtype = training_dtype(recipe.precision)
+    model, tokenizer = training_model(recipe, config.model, threads=config.threads, dtype=dtype)
     model.train()
 
     encoded = [(encode(tokenizer, recipe, s, with_examples=False, style=style),
@@ -553,7 +579,7 @@ def train_adapter(vault: Any, config: TrainConfig | None = None, *, progress: Pr
 
     if state["base_loss"] is None:
         tell(TrainProgress("evaluating", 0, total, message="held-out loss of the base model"))
-        state["base_loss"] = heldout_loss(model, held_encoded, recipe.precision)  # LoRA B starts at zero: this is the base model
+        state["base_loss"] = heldout_loss(model, held_encoded)  # LoRA B starts at zero: this is the base model
 
     peak = _rss_mb()
     session_tokens, session_start = 0, time.monotonic()
@@ -569,8 +595,7 @@ def train_adapter(vault: Any, config: TrainConfig | None = None, *, progress: Pr
         n_response = sum(sum(1 for x in labels[1:] if x != -100) for _, labels in batch)
         loss_sum = 0.0
         for ids, labels in batch:
-            with autocast(recipe.precision):
-                loss, _ = response_loss(model, torch.tensor([ids]), torch.tensor([labels]))
+            loss, _ = response_loss(model, torch.tensor([ids]), torch.tensor([labels]))
             (loss / max(n_response, 1)).backward()
             loss_sum += float(loss.detach())
             session_tokens += len(ids)
@@ -587,7 +612,7 @@ def train_adapter(vault: Any, config: TrainConfig | None = None, *, progress: Pr
         tell(TrainProgress("training", state["step"], total, state["last_loss"], state["best_loss"], rate, eta))
 
         if held_encoded and (state["step"] % recipe.eval_every == 0 or state["step"] == total):
-            loss = heldout_loss(model, held_encoded, recipe.precision)
+            loss = heldout_loss(model, held_encoded)
             if state["best_loss"] is None or loss < state["best_loss"] - 1e-4:
                 state["best_loss"], state["best_lora"], state["bad_evals"] = loss, _lora_state(model), 0
             else:
@@ -607,10 +632,18 @@ def train_adapter(vault: Any, config: TrainConfig | None = None, *, progress: Pr
     state["seconds"] += time.monotonic() - session_start
     if cancelled:
         checkpoint()
-    elif state["best_lora"] is not None:
+    final_lora = state["best_lora"] if state["best_lora"] is not None and not cancelled else None
+    if dtype != torch.float32:
+        # Export and verification need the exact float32 base llama.cpp serves: rebuild on it.
+        final_lora = final_lora or _lora_state(model)
+        del model, optimizer, params
+        gc.collect()
+        model, tokenizer = training_model(recipe, config.model, threads=config.threads, lora_state=final_lora,
+                                          dtype=torch.float32)
+    elif final_lora is not None:
         from peft import set_peft_model_state_dict
 
-        set_peft_model_state_dict(model, state["best_lora"])  # the best held-out weights win
+        set_peft_model_state_dict(model, final_lora)  # the best held-out weights win
     model.eval()
     elapsed = time.monotonic() - session_start
     result = TrainResult(
@@ -620,7 +653,7 @@ def train_adapter(vault: Any, config: TrainConfig | None = None, *, progress: Pr
         train_tokens=state["tokens"], seconds=time.monotonic() - started,
         tokens_per_s=session_tokens / elapsed if elapsed > 0 and session_tokens else 0.0, peak_rss_mb=peak,
         resumed_from=resumed_from, cancelled=cancelled, stopped_early=stopped_early, playback_sources=sources,
-        notes=notes, recipe=recipe, model=model, tokenizer=tokenizer)
+        notes=notes, recipe=recipe, model=model, tokenizer=tokenizer, samples=train, style=style)
     if session_tokens and elapsed > 0:
         vault.cache.insert({"key": SPEED_KEY, "kind": "stat", "value": {"tokens_per_s": result.tokens_per_s}},
                            replace=True)

@@ -1,0 +1,126 @@
+"""Writing in the user's style: retrieval, style summary, the four modes, saving, cold start, the CLI.
+
+These run without an adapter (the cold start); writing with a trained adapter is covered by
+tests/test_train.py's end-to-end test.
+"""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from localpers.cli import main
+from localpers.errors import LocalpersError
+from localpers.history import History
+from localpers.llm import Engine
+from localpers.vault import Vault
+from localpers.write import Writer, adapter_readiness, readiness_message, retrieve, style_summary
+
+TEXTS = [
+    "Hi Jonas,\n\nCould you send me the slides from Tuesday's workshop? I want to reuse the chart.\n\nCheers,\nMara",
+    "Hi Petra,\n\nThanks for covering the support queue yesterday. I owe you a coffee.\n\nCheers,\nMara",
+    "Hi team,\n\nThe release moves to Friday because the payment tests failed. Keep Thursday free.\n\nCheers,\nMara",
+    "Hi Sam,\n\nI booked the small meeting room for Monday at ten. Bring the budget.\n\nCheers,\nMara",
+    "Hi Lena,\n\nGreat news about the grant! Let's celebrate on Thursday, my treat.\n\nCheers,\nMara",
+]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Engine.shared("gemma3-270m")
+
+
+@pytest.fixture
+def vault(home):
+    v = Vault.create("mara", "pw", kdf_seconds=0)
+    History(v).add_texts(TEXTS, kind="email")
+    yield v
+    v.close()
+
+
+def test_style_summary_reads_greeting_sign_off_and_length():
+    line = style_summary(TEXTS)
+    assert line.startswith('Opens with "Hi <name>,"') and 'signs off "Cheers, Mara"' in line
+    assert "words" in line and style_summary([]) == ""
+    assert "Opens with" not in style_summary(["plain note one about stuff", "another plain note here"])
+
+
+def test_readiness_counts_what_an_adapter_still_needs(vault):
+    assert adapter_readiness(vault) == (5, 45)
+    assert readiness_message(vault).startswith("45 more texts needed for a personal adapter")
+    assert adapter_readiness(vault, min_texts=5) == (5, 0)
+
+
+def test_retrieve_never_returns_the_excluded_text(vault):
+    history = History(vault)
+    hits = retrieve(history, "release moved to Friday, payment tests", 3)
+    assert hits and "release moves to Friday" in hits[0].text
+    kept = retrieve(history, "release moved to Friday, payment tests", 3, exclude_texts=[TEXTS[2]])
+    assert all("release moves" not in h.text for h in kept) and len(kept) == 3
+    by_id = retrieve(history, "release moved to Friday", 4, exclude_ids={hits[0].item_id})
+    assert hits[0].item_id not in {h.item_id for h in by_id}
+
+
+def test_cold_start_compose_personalizes_through_examples_and_style(vault, engine):
+    writer = Writer(vault, engine=engine)
+    assert writer.adapter is None and "45 more texts needed" in writer.notice
+    draft = writer.compose("Tell Sam the meeting room is booked for Tuesday.", max_tokens=30,
+                           facts=["Works in Oslo"], available_facts=["Works in Oslo", "Age 41"])
+    pieces = list(draft)
+    assert pieces and draft.finished and draft.text == "".join(pieces).rstrip()
+    assert draft.examples and any("meeting room" in e.text for e in draft.examples)
+    assert "Examples of my writing" in draft.prompt and "About my writing: Opens with" in draft.prompt
+    assert "About me: Works in Oslo" in draft.prompt and "Age 41" not in draft.prompt
+    assert draft.facts_used == ["Works in Oslo"] and draft.facts_withheld == ["Age 41"]
+    assert all("Instruction:" not in p for p in pieces)  # stops before another prompt block
+
+
+def test_modes_put_the_context_where_it_belongs(vault, engine):
+    writer = Writer(vault, engine=engine, use_examples=False)
+    reply = writer.reply("Hi Mara, can we meet on Friday?", "Say yes, after 3pm.", max_tokens=10)
+    assert "Message I am replying to:\nHi Mara, can we meet on Friday?" in reply.prompt and not reply.examples
+    rewrite = writer.rewrite("hey jonas send slides pls", max_tokens=10)
+    assert "My draft:\nhey jonas send slides pls" in rewrite.prompt
+    assert rewrite.instruction == "Rewrite my draft in my own words and style."
+    cont = writer.continue_("Hi Lena,\n\nCongratulations on", max_tokens=10)
+    assert cont.prompt.endswith("Email:\nHi Lena,\n\nCongratulations on")
+    text = cont.result()
+    assert cont.full_text == "Hi Lena,\n\nCongratulations on" + text
+    with pytest.raises(LocalpersError, match="say what to write"):
+        writer.compose("  ")
+    with pytest.raises(LocalpersError, match="needs the text"):
+        writer.reply("", "Say yes")
+    with pytest.raises(LocalpersError, match="unknown writing mode"):
+        writer.write("poem", "x")
+
+
+def test_save_keeps_draft_and_final_edit_and_grows_the_history(vault, engine):
+    writer = Writer(vault, engine=engine)
+    draft = writer.compose("Ask Petra to review the budget.", max_tokens=20)
+    final = "Hi Petra,\n\nCould you look over the budget before Friday? Thanks a lot.\n\nCheers,\nMara"
+    row = writer.save(draft, final)
+    saved = vault.drafts.get(row)
+    assert saved["final"] == final and saved["draft"] == draft.text and saved["mode"] == "compose"
+    assert saved["examples"] == [e.item_id for e in draft.examples]
+    assert adapter_readiness(vault)[0] == 6  # the final edit is future training data
+    assert any("look over the budget" in h.content for h in History(vault).search("budget review Petra", k=3))
+    vault.db.execute("pragma wal_checkpoint(TRUNCATE)")
+    assert b"look over the budget" not in vault.path.read_bytes()
+
+
+def test_cli_write_streams_a_draft_and_reports_cold_start(home, engine, monkeypatch):
+    vault = Vault.create("mara", "pw", kdf_seconds=0)
+    History(vault).add_texts(TEXTS, kind="email")
+    vault.close()
+    monkeypatch.setenv("LOCALPERS_PASSPHRASE", "pw")
+    runner = CliRunner()
+    out = runner.invoke(main, ["write", "Thank Lena for the grant news", "-u", "mara", "--max-tokens", "20",
+                               "--show-examples"])
+    assert out.exit_code == 0, out.output
+    assert "45 more texts needed" in out.stderr and "[example" in out.stderr and out.stdout.strip()
+    bad = runner.invoke(main, ["write", "--mode", "reply", "-u", "mara"])
+    assert bad.exit_code == 1 and "--input" in bad.stderr
+    status = runner.invoke(main, ["train", "--status", "-u", "mara"])
+    assert status.exit_code == 0 and "45 more needed" in status.stdout and "adapter: none" in status.stdout
+    refused = runner.invoke(main, ["train", "-u", "mara"])
+    assert refused.exit_code == 1 and "needs 45 more" in refused.stderr
