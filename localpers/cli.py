@@ -68,11 +68,5 @@ def open_vault(user: str | None) -> Any:
 
 
 for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"localpers.commands.{_name}")
-    except ModuleNotFoundError as _exc:  # a task's commands not written yet
-        if _exc.name != f"localpers.commands.{_name}":
-            raise
-        continue
-    for _command in _module.commands:
+    for _command in importlib.import_module(f"localpers.commands.{_name}").commands:
         main.add_command(_command)
