@@ -72,7 +72,7 @@ class Recipe:
     min_texts: int = 50
     memory_limit_mb: int = 6144
     seed: int = 0
-    precision: str = "auto"  # "auto" (bf16 matmuls where the CPU has them), "bf16" or "fp32"
+    precision: str = "auto"  # base weights in bf16 while training: "auto" (where the CPU has bf16), "bf16", "fp32"
     # prompt layout and tensor names
     prompt: dict[str, str] = field(default_factory=dict)
     tensors: dict[str, str] = field(default_factory=dict)

@@ -183,7 +183,7 @@ def run_user(name: str, other_heldout: list[str], args, engine, playback_engine,
                               "heldout_loss": result.heldout_loss, "stopped_early": result.stopped_early,
                               "logit_correlation": result.adapter.scores["logit_correlation"],
                               "error_ratio": result.adapter.scores["error_ratio"]}
-        report["loop_vs_plain_peft"] = compare_loops(result, 4 if args.quick else 16, 1 if args.quick else 2)
+        report["loop_vs_plain_peft"] = compare_loops(result, 4 if args.quick else 8, 1 if args.quick else 2)
         report["loop_vs_plain_peft"]["plain_wall_s_estimated"] = (
             result.train_tokens / report["loop_vs_plain_peft"]["plain_peft_tokens_per_s"])
         del result

@@ -43,6 +43,7 @@ from .vault import coarse_time
 
 WRITTEN_KINDS = ("email", "note", "message", "post", "text", "document")
 DEFAULT_MIN_TEXTS = 50
+MAX_THREAD_CHARS = 3000
 DEFAULT_INSTRUCTIONS = {
     "reply": "Reply to this message.",
     "rewrite": "Rewrite my draft in my own words and style.",
@@ -197,6 +198,16 @@ class Draft:
         self._pieces = None
         self.text = self.text.rstrip()
 
+    def close(self) -> None:
+        """Stop generating (the engine is free for others at once); ``text`` keeps what came."""
+        if self._pieces is not None:
+            close = getattr(self._pieces, "close", None)
+            if close is not None:
+                close()
+            self._pieces = None
+        self.finished = True
+        self.text = self.text.rstrip()
+
     def result(self) -> str:
         """The whole draft (runs the generation to its end if it has not finished)."""
         for _ in self:
@@ -307,6 +318,8 @@ class Writer:
         if mode != "compose" and not context.strip():
             raise LocalpersError(f"'{mode}' needs the text to work on (the message or the draft)")
         instruction = instruction or DEFAULT_INSTRUCTIONS[mode]
+        if mode == "reply":
+            context = clip(context, MAX_THREAD_CHARS)  # a long thread: its start (the latest message) matters
         query = instruction if mode == "compose" else f"{instruction}\n{context[-1000:]}"
         examples = retrieve(self.history, query, self.k, exclude_texts=[context] if context else ()) \
             if self.use_examples else []

@@ -124,3 +124,22 @@ def test_cli_write_streams_a_draft_and_reports_cold_start(home, engine, monkeypa
     assert status.exit_code == 0 and "45 more needed" in status.stdout and "adapter: none" in status.stdout
     refused = runner.invoke(main, ["train", "-u", "mara"])
     assert refused.exit_code == 1 and "needs 45 more" in refused.stderr
+
+
+def test_closing_a_draft_frees_the_engine_for_other_threads(vault, engine):
+    import threading
+
+    writer = Writer(vault, engine=engine, use_examples=False)
+    draft = writer.compose("Thank Lena for the grant news.", max_tokens=60)
+    first = next(iter(draft))
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(engine.lock.acquire(timeout=0.5)))
+    waiter.start()
+    waiter.join()
+    assert got == [False]  # mid-stream, the engine is busy
+    draft.close()
+    assert draft.finished and draft.text == first.rstrip()
+    waiter = threading.Thread(target=lambda: (got.append(engine.lock.acquire(timeout=5)), engine.lock.release()))
+    waiter.start()
+    waiter.join()
+    assert got[-1] is True
