@@ -14,7 +14,7 @@ import time
 import pytest
 
 from localpers.tui import LocalpersApp
-from tui_support import copy_demo_home, notifications, unlocked, wait_for
+from tui_support import copy_demo_home, notifications, send_key, unlocked, wait_for
 
 MESSAGE = "Hi Nora, are you coming to the party on Saturday? Love, Mum"
 # A text the model goes on continuing for a hundred tokens or so: long enough to press keys meanwhile.
@@ -34,7 +34,8 @@ async def _start_long_draft(pilot, screen) -> None:
     screen.query_one("#context").text = RIDE_LOG
     screen.query_one("#instruction").value = "Keep listing the rides"
     screen.query_one("#instruction").focus()
-    await pilot.press("enter")
+    await pilot.pause()
+    send_key(pilot, "enter")
 
 
 async def _start_reply(pilot, screen) -> None:
@@ -44,7 +45,8 @@ async def _start_reply(pilot, screen) -> None:
     screen.query_one("#context").text = MESSAGE
     screen.query_one("#instruction").value = "Say yes and offer to bring a cake"
     screen.query_one("#instruction").focus()
-    await pilot.press("enter")
+    await pilot.pause()
+    send_key(pilot, "enter")
 
 
 # ---------------------------------------------------------------------- writing
@@ -125,9 +127,8 @@ async def test_keys_are_handled_quickly_while_a_draft_is_generated(demo_home):
         at_start = len(screen.query_one("#draft").text)
         while screen.generating is not None and len(latencies) < 8:
             before = len(screen.handled_keys)
-            pressed = time.monotonic()
-            await pilot.press("ctrl+b")
-            assert len(screen.handled_keys) == before + 1
+            pressed = send_key(pilot, "ctrl+b")
+            await wait_for(pilot, lambda: len(screen.handled_keys) > before, timeout=10, step=0.002)
             if screen.generating is not None:  # only count keys handled while the worker was still writing
                 latencies.append(screen.handled_keys[-1][1] - pressed)
                 grown = len(screen.query_one("#draft").text)

@@ -62,6 +62,21 @@ async def wait_for(pilot: Any, condition: Callable[[], Any], timeout: float = 30
         await pilot.pause(step)
 
 
+def send_key(pilot: Any, key: str) -> float:
+    """Send one key the way a terminal does, through the app's driver; return when it was sent.
+
+    ``pilot.press`` waits until the process goes idle (up to two seconds a key), which
+    never happens while a worker generates: keys sent this way arrive while it works.
+    """
+    from textual import events
+
+    event = events.Key(key, key if len(key) == 1 else None)
+    event.set_sender(pilot.app)
+    sent = time.monotonic()
+    pilot.app._driver.send_message(event)
+    return sent
+
+
 async def unlocked(pilot: Any, timeout: float = 120.0) -> None:
     """Wait until the app has a vault open and shows a task screen."""
     await wait_for(pilot, lambda: pilot.app.session is not None and pilot.app.current_mode != "unlock", timeout)
