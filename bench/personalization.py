@@ -44,7 +44,7 @@ from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "panza-emails"
 USERS = ("david", "isabel")
-SETTINGS = {  # name: (adapter, examples, style)
+SETTINGS = {  # name: (adapter, examples, style summary and profile facts)
     "base": (False, False, False),
     "retrieval only": (False, True, True),
     "adapter only": (True, False, True),
@@ -196,7 +196,8 @@ def run_user(name: str, other_heldout: list[str], args, engine, playback_engine,
         report["settings"] = {}
         for setting, (use_adapter, use_examples, use_style) in SETTINGS.items():
             writer = Writer(vault, engine=engine, history=history, use_adapter=use_adapter,
-                            use_examples=use_examples, use_style=use_style, max_tokens=args.max_tokens)
+                            use_examples=use_examples, use_style=use_style, use_facts=use_style,
+                            max_tokens=args.max_tokens)
             started = time.perf_counter()
             outputs = [writer.compose(i.text).result() for i in instructions]
             seconds = time.perf_counter() - started

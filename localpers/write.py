@@ -6,7 +6,10 @@ A prompt for the local writer model combines three personal signals:
   when they have one for this base model;
 - **retrieved examples** of their own writing, found by meaning in their history;
 - a short **style summary** (greeting, sign-off, length) computed from their texts,
-  plus any profile **facts** the caller chooses to disclose (``facts=``; none by default).
+  plus the profile **facts** that minimal disclosure picks for the ``writing-tone``
+  decision (:func:`localpers.disclosure.choose_profile_facts`): only the facts needed
+  to settle whether the draft should be formal or casual reach the prompt, the rest
+  are withheld, and each choice goes to the disclosure ledger.
 
 With too little data for an adapter (a cold start), writing still personalizes through
 the examples and the style summary; :func:`adapter_readiness` says how many more texts
@@ -170,8 +173,8 @@ class Draft:
     """A draft being written: iterate it for text pieces; ``text`` holds what came so far.
 
     ``examples`` are the retrieved texts in the prompt, ``facts_used`` / ``facts_withheld``
-    the profile facts given to / kept from the model, ``adapter`` the adapter used (None:
-    base model). For ``mode="continue"``, ``text`` is the continuation and ``full_text``
+    the profile facts given to / kept from the model (``disclosure`` says why, when the
+    facts were chosen by minimal disclosure), ``adapter`` the adapter used (None: base model). For ``mode="continue"``, ``text`` is the continuation and ``full_text``
     the draft with it.
     """
 
@@ -184,6 +187,7 @@ class Draft:
     facts_used: list[str]
     facts_withheld: list[str]
     adapter: str | None
+    disclosure: Any = None  # a localpers.disclosure.FactSelection, or None
     text: str = ""
     finished: bool = False
     _pieces: Iterator[str] | None = field(default=None, repr=False)
@@ -226,12 +230,15 @@ class Writer:
 
     ``engine`` defaults to the shared engine for the configured writer model; ``history``
     to the user's :class:`~localpers.history.History`. ``use_adapter``, ``use_examples`` and
-    ``use_style`` switch the three personal signals (the benchmark compares them).
+    ``use_style`` switch the three personal signals (the benchmark compares them);
+    ``use_facts`` lets minimal disclosure put profile facts in the prompt (``recipient``
+    names the model in the disclosure ledger).
     """
 
     def __init__(self, vault: Any, engine: Any = None, history: Any = None, *, use_adapter: bool = True,
-                 use_examples: bool = True, use_style: bool = True, k: int | None = None, max_tokens: int = 300,
-                 temperature: float = 0.0, repeat_penalty: float = 1.1) -> None:
+                 use_examples: bool = True, use_style: bool = True, use_facts: bool = True, k: int | None = None,
+                 max_tokens: int = 300, temperature: float = 0.0, repeat_penalty: float = 1.1,
+                 recipient: str = "local writer model") -> None:
         self.vault = vault
         if engine is None:
             from .llm import Engine
@@ -245,6 +252,8 @@ class Writer:
             history = History(vault)
         self.history = history
         self.use_adapter, self.use_examples, self.use_style = use_adapter, use_examples, use_style
+        self.use_facts, self.recipient = use_facts, recipient
+        self._facts: dict[str, Any] | None = None
         try:
             self.recipe: Recipe = recipe_for_model(engine.model_path)
             self.supported = True
@@ -283,6 +292,19 @@ class Writer:
             self._style = style_summary([r["content"] for r in rows if isinstance(r["content"], str)])
         return self._style
 
+    def choose_facts(self, *, record: bool = True) -> Any:
+        """The profile facts for the next draft, chosen by minimal disclosure (``writing-tone``).
+
+        Returns a :class:`localpers.disclosure.FactSelection`: ``used`` goes into the prompt,
+        ``withheld`` stays in the vault. ``record`` logs the choice in the disclosure ledger.
+        """
+        from .disclosure import choose_profile_facts, profile_facts
+
+        if self._facts is None:  # read (and derive) once per writer; saving a draft refreshes it
+            self._facts = profile_facts(self.vault)
+        return choose_profile_facts(self.vault, "writing", recipient=self.recipient, facts=self._facts,
+                                    record=record)
+
     # ------------------------------------------------------------------ the four modes
 
     def compose(self, instruction: str, **kwargs: Any) -> Draft:
@@ -306,9 +328,9 @@ class Writer:
               temperature: float | None = None, seed: int | None = None) -> Draft:
         """A streaming :class:`Draft` for ``mode`` (compose, reply, rewrite, continue).
 
-        ``facts``: profile facts the caller decided to disclose to the model (minimal
-        disclosure is the caller's decision; None discloses none). ``available_facts``:
-        all facts that could have been, so the draft can report what was withheld.
+        ``facts``: profile facts to tell the model, as ``"name: value"`` lines, instead of
+        the ones minimal disclosure would choose (``[]`` tells none). ``available_facts``:
+        all facts that could have been told, so the draft can report what was withheld.
         """
         if mode not in MODES:
             raise LocalpersError(f"unknown writing mode {mode!r}; use one of: {', '.join(MODES)}")
@@ -323,11 +345,18 @@ class Writer:
         query = instruction if mode == "compose" else f"{instruction}\n{context[-1000:]}"
         examples = retrieve(self.history, query, self.k, exclude_texts=[context] if context else ()) \
             if self.use_examples else []
-        used = list(facts or [])
-        withheld = [f for f in (available_facts or []) if f not in used]
+        selection = None
+        if facts is None and self.use_facts:
+            selection = self.choose_facts()
+            lines = selection.prompt_lines() + ([selection.instruction] if selection.instruction else [])
+            used, withheld = list(selection.used), list(selection.withheld)
+        else:
+            lines = list(facts or [])
+            used = [line.split(":", 1)[0].strip() for line in lines]
+            withheld = [f for f in (available_facts or []) if f not in used]
         style = self.style if self.use_style else ""
         prompt = self.recipe.format_prompt(instruction, examples=[e.text for e in examples], style=style,
-                                           facts="; ".join(used), context=context, mode=mode)
+                                           facts="; ".join(lines), context=context, mode=mode)
         if mode == "continue":
             prompt += context
         pieces = self.engine.stream(prompt, max_tokens=max_tokens or self.max_tokens,
@@ -335,7 +364,7 @@ class Writer:
                                     repeat_penalty=self.repeat_penalty, stop=self.recipe.stop,
                                     adapter=self._adapter, seed=seed)
         return Draft(mode, instruction, context, prompt, examples, style, used, withheld, self._adapter,
-                     _pieces=pieces)
+                     disclosure=selection, _pieces=pieces)
 
     # ------------------------------------------------------------------ keeping the result
 
@@ -358,5 +387,5 @@ class Writer:
 
                 history = self.history = History(self.vault)
             history.add_texts([final], kind=kind, source="draft", metadata={"draft_id": row_id, "mode": draft.mode})
-            self._style = None
+            self._style = self._facts = None
         return row_id

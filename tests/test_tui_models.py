@@ -72,8 +72,16 @@ async def test_draft_streams_in_with_examples_then_is_saved_and_copied(demo_home
         assert screen.query_one("#draft").read_only is False
 
         # The user's own texts that shaped it are listed, and can be hidden.
-        titles = [str(w.render()) for w in screen.query(".example-title")]
+        titles = [str(w.render()) for w in screen.query(".example-title") if not w.has_class("facts-title")]
         assert titles and all("(" in t for t in titles), titles
+        # So are the profile facts the model was told, and those minimal disclosure kept back.
+        told = str(screen.query_one(".facts").render())
+        entry = app.session.ledger()[0]
+        assert entry["purpose"] == "writing" and entry["recipient"] == "local writer model"
+        shown, kept = told.removeprefix("Told: ").split("\nWithheld: ")
+        assert all(f"{name} " in shown for name in entry["revealed"]), (told, entry)
+        assert kept == (", ".join(entry["withheld"]) or "nothing")
+        assert "age" in entry["withheld"] and "38" not in told  # a withheld fact is named, its value never shown
         examples = screen.query_one("#examples")
         assert examples.display
         await pilot.press("ctrl+b")

@@ -75,6 +75,31 @@ def test_cold_start_compose_personalizes_through_examples_and_style(vault, engin
     assert all("Instruction:" not in p for p in pieces)  # stops before another prompt block
 
 
+def test_the_prompt_gets_only_the_facts_minimal_disclosure_picks(vault, engine):
+    from localpers.disclosure import ledger_entries
+    from localpers.profile import set_fact
+
+    set_fact(vault, "age", 52)
+    set_fact(vault, "occupation", "lawyer")
+    set_fact(vault, "home_city", "Oslo")
+    writer = Writer(vault, engine=engine, use_examples=False)
+    draft = writer.compose("Thank Sam for the budget.", max_tokens=5)
+    # Mara's mails all open "Hi" and close "Cheers": her derived formality alone settles a casual tone,
+    # so the age and occupation (which lean formal) stay in the vault, as does a fact no decision uses.
+    assert draft.facts_used == ["formality"]
+    assert set(draft.facts_withheld) == {"age", "occupation", "home_city"}
+    assert "About me: formality: 0; Write in a casual tone." in draft.prompt
+    assert not any(secret in draft.prompt for secret in ("52", "lawyer", "Oslo"))
+    assert "Withheld: " in draft.disclosure.summary() and draft.disclosure.confidence >= 0.99
+    (entry,) = ledger_entries(vault)
+    assert entry.purpose == "writing" and entry.recipient == "local writer model"
+    assert set(entry.revealed) == {"formality"} and {"age", "occupation"} <= set(entry.withheld)
+
+    quiet = Writer(vault, engine=engine, use_examples=False, use_facts=False).compose("Thank Sam.", max_tokens=5)
+    assert "About me" not in quiet.prompt and quiet.facts_used == [] and quiet.disclosure is None
+    assert len(ledger_entries(vault)) == 1  # nothing told, nothing logged
+
+
 def test_modes_put_the_context_where_it_belongs(vault, engine):
     writer = Writer(vault, engine=engine, use_examples=False)
     reply = writer.reply("Hi Mara, can we meet on Friday?", "Say yes, after 3pm.", max_tokens=10)

@@ -30,13 +30,19 @@ user_options = click.option("--user", "-u", envvar="LOCALPERS_USER", default=Non
               help="The message (reply) or draft (rewrite, continue); '-' reads stdin.")
 @click.option("--no-adapter", is_flag=True, help="Write without your personal adapter.")
 @click.option("--no-examples", is_flag=True, help="Do not put examples of your writing in the prompt.")
+@click.option("--no-facts", is_flag=True,
+              help="Tell the model no profile facts (by default minimal disclosure picks the few it needs).")
 @click.option("--max-tokens", type=click.IntRange(1, 2048), default=300, show_default=True)
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True)
 @click.option("--show-examples", is_flag=True, help="List the examples of your writing the model was shown.")
 @click.option("--save", is_flag=True, help="Keep the draft in your history (future training data).")
 def write(user: str | None, instruction: str, mode: str, input_file, no_adapter: bool, no_examples: bool,
-          max_tokens: int, temperature: float, show_examples: bool, save: bool) -> None:
-    """Write a draft in your style: INSTRUCTION says what to write."""
+          no_facts: bool, max_tokens: int, temperature: float, show_examples: bool, save: bool) -> None:
+    """Write a draft in your style: INSTRUCTION says what to write.
+
+    Before the draft, a line on stderr says which profile facts the model was told
+    and which were withheld (see `localpers privacy ledger`).
+    """
     from ..cli import open_vault
     from ..errors import LocalpersError
     from ..write import Writer
@@ -46,11 +52,13 @@ def write(user: str | None, instruction: str, mode: str, input_file, no_adapter:
         raise LocalpersError(f"--mode {mode} needs the text to work on: pass --input FILE (or --input - for stdin)")
     vault = open_vault(user)
     try:
-        writer = Writer(vault, use_adapter=not no_adapter, use_examples=not no_examples, max_tokens=max_tokens,
-                        temperature=temperature)
+        writer = Writer(vault, use_adapter=not no_adapter, use_examples=not no_examples, use_facts=not no_facts,
+                        max_tokens=max_tokens, temperature=temperature)
         if writer.notice:
             click.echo(writer.notice, err=True)
         draft = writer.write(mode, instruction, context=context)
+        if draft.disclosure is not None:
+            click.echo(draft.disclosure.summary(), err=True)
         if show_examples:
             for e in draft.examples:
                 click.echo(f"[example {e.item_id[:8]} {e.score:.2f}] {e.snippet}", err=True)

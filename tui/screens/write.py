@@ -168,17 +168,29 @@ class WriteScreen(TaskScreen):
         self.status(f"Writing with {'your adapter' if adapter else 'the base model'}…  (Esc stops)")
         box = self.query_one("#examples", VerticalScroll)
         box.remove_children()
-        if not examples:
-            box.mount(Static("No texts of yours matched; the draft uses the base style.", classes="example"))
-            return
         widgets = []
+        if not examples:
+            widgets.append(Static("No texts of yours matched; the draft uses the base style.", classes="example"))
         for example in examples:
             title = example.get("title") or first_line(example.get("text", ""), 40)
             score = example.get("score")
             head = f"{title}" + (f"  ({score:.2f})" if isinstance(score, float) else "")
             widgets.append(Static(head, classes="example-title", markup=False))
             widgets.append(Static(_clip(example.get("text", ""), 300), classes="example", markup=False))
+        widgets += self._facts_widgets(draft)
         box.mount_all(widgets)
+
+    def _facts_widgets(self, draft: Any) -> list[Static]:
+        """What the model was told about the user, and what was withheld (minimal disclosure)."""
+        selection = getattr(draft, "disclosure", None)
+        if selection is None:
+            return []
+        told = ", ".join(f"{name} {_show_fact(value)}" for name, value in selection.used.items()) or "nothing"
+        if selection.instruction:
+            told += f"  ->  {selection.decision} tone"
+        lines = [f"Told: {told}", f"Withheld: {', '.join(selection.withheld) or 'nothing'}"]
+        return [Static("Profile facts", classes="example-title facts-title"),
+                Static("\n".join(lines), classes="example facts", markup=False)]
 
     def _append(self, piece: str, started: float) -> None:
         draft = self.query_one("#draft", TextArea)
@@ -245,6 +257,10 @@ class WriteScreen(TaskScreen):
     def action_toggle_examples(self) -> None:
         self.handled_keys.append(("toggle_examples", time.monotonic()))
         self.query_one("#examples").toggle_class("-hidden")
+
+
+def _show_fact(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
 def _clip(text: str, limit: int) -> str:
