@@ -229,10 +229,10 @@ def _writing_summary(vault: Any, limit: int = 300) -> str:
     docs: Counter = Counter()
     lowercase: set[str] = set()
     n_docs = 0
-    for row in vault.items.rows(order_by="created desc", limit=limit, columns=["content"]):
+    for row in vault.items.rows(order_by="created desc, id", limit=limit, columns=["content"]):
         content = row.get("content")
         words = _WORD.findall(content if isinstance(content, str) else str(content or ""))
-        docs.update({w.lower() for w in words})
+        docs.update(dict.fromkeys(w.lower() for w in words).keys())  # in text order: ties break the same each run
         lowercase.update(w for w in words if w.islower())
         n_docs += 1
     # Words only ever capitalized are names (people, the user's own signature), and words in
