@@ -247,3 +247,17 @@ def test_llama_cpp_embeddings_are_pluggable(vault, embedder, tmp_path):
     assert default.index.dim == embedder.dim and len(default.index) == 3
     assert vault.cache.count("kind = ?", [f"embedding:{llama.name}"]) == 3
     assert np.isclose(np.linalg.norm(default.index.vectors(default.index.ids()[:1])), 1.0, atol=1e-3)
+
+
+def test_index_round_trip_keeps_dtype_and_search_settings():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(200, 16)).astype(np.float32)
+    index = VectorIndex(16, expansion_search=24, expansion_add=40, dtype="f16")
+    index.add([f"v{i}" for i in range(200)], vectors)
+    again = VectorIndex.from_bytes(index.to_bytes())
+    # usearch's saved file holds the graph and storage type only; the search settings come back from our header.
+    assert (again.index.expansion_search, again.index.expansion_add) == (24, 40)
+    assert str(again.index.dtype).endswith("F16") and len(again) == 200
+    assert again.search(vectors[7], k=1)[0][0] == "v7"
