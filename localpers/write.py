@@ -174,8 +174,9 @@ class Draft:
 
     ``examples`` are the retrieved texts in the prompt, ``facts_used`` / ``facts_withheld``
     the profile facts given to / kept from the model (``disclosure`` says why, when the
-    facts were chosen by minimal disclosure), ``adapter`` the adapter used (None: base model). For ``mode="continue"``, ``text`` is the continuation and ``full_text``
-    the draft with it.
+    facts were chosen by minimal disclosure), ``adapter`` the adapter used (None: base
+    model). For ``mode="continue"``, ``text`` is the continuation and ``full_text`` the
+    draft with it.
     """
 
     mode: str

@@ -79,7 +79,7 @@ async def test_draft_streams_in_with_examples_then_is_saved_and_copied(demo_home
         entry = app.session.ledger()[0]
         assert entry["purpose"] == "writing" and entry["recipient"] == "local writer model"
         shown, kept = told.removeprefix("Told: ").split("\nWithheld: ")
-        assert all(f"{name} " in shown for name in entry["revealed"]), (told, entry)
+        assert all(f"{name}: " in shown for name in entry["revealed"]), (told, entry)
         assert kept == (", ".join(entry["withheld"]) or "nothing")
         assert "age" in entry["withheld"] and "38" not in told  # a withheld fact is named, its value never shown
         examples = screen.query_one("#examples")

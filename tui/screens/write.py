@@ -185,7 +185,7 @@ class WriteScreen(TaskScreen):
         selection = getattr(draft, "disclosure", None)
         if selection is None:
             return []
-        told = ", ".join(f"{name} {_show_fact(value)}" for name, value in selection.used.items()) or "nothing"
+        told = ", ".join(selection.prompt_lines()) or "nothing"
         if selection.instruction:
             told += f"  ->  {selection.decision} tone"
         lines = [f"Told: {told}", f"Withheld: {', '.join(selection.withheld) or 'nothing'}"]
@@ -257,10 +257,6 @@ class WriteScreen(TaskScreen):
     def action_toggle_examples(self) -> None:
         self.handled_keys.append(("toggle_examples", time.monotonic()))
         self.query_one("#examples").toggle_class("-hidden")
-
-
-def _show_fact(value: Any) -> str:
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
 def _clip(text: str, limit: int) -> str:
