@@ -98,6 +98,9 @@ def test_unlock_screen(snap_compare, demo_home, size):
 def test_task_screen(snap_compare, demo_home, screen, size):
     async def ready(pilot):
         await SCREENS[screen](pilot)
+        # Tables size their columns when idle after rows arrive: let every table settle first.
+        await wait_for(pilot, lambda: not any(t._require_update_dimensions for t in pilot.app.screen.query("DataTable")),
+                       timeout=10)
         await pilot.pause(0.3)
         _still(pilot)
         await pilot.pause()
