@@ -97,6 +97,10 @@ def retrieve(history: Any, query: str, k: int, *, exclude_ids: set[str] | frozen
     return out
 
 
+# A draft that opens with a separator line copied from the prompt's examples (see Draft.__iter__).
+_OPENING_SO_FAR = re.compile(r"\s*-*\s*")
+_SEPARATOR_OPENING = re.compile(r"\A\s*(-{3,}[ \t]*\n)?\s*")
+
 _OPENER = re.compile(r"^\s*(dear|hi|hello|hey|good morning|good afternoon|greetings)\b[^\n]*", re.IGNORECASE)
 
 
@@ -196,7 +200,15 @@ class Draft:
     def __iter__(self) -> Iterator[str]:
         if self._pieces is None:
             return
+        # A new text's opening is held back while it is only blanks and dashes: the base model
+        # sometimes starts by copying the "---" that separates the examples in its prompt.
+        held: str | None = "" if self.mode != "continue" and not self.text else None
         for piece in self._pieces:
+            if held is not None:
+                held += piece
+                if _OPENING_SO_FAR.fullmatch(held):
+                    continue
+                piece, held = _SEPARATOR_OPENING.sub("", held, count=1), None
             self.text += piece
             yield piece
         self.finished = True

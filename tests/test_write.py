@@ -168,3 +168,24 @@ def test_closing_a_draft_frees_the_engine_for_other_threads(vault, engine):
     waiter.start()
     waiter.join()
     assert got[-1] is True
+
+
+@pytest.mark.parametrize("pieces, expected", [
+    (["---", "\n", "Hi", " Sam,"], "Hi Sam,"),  # a separator copied from the prompt's examples is dropped
+    (["\n", "-", "-", "-\n\nDear", " Ann"], "Dear Ann"),
+    (["-", " milk\n- eggs"], "- milk\n- eggs"),  # a list keeps its dashes
+    (["-5", " degrees"], "-5 degrees"),
+    (["---"], ""),
+])
+def test_a_draft_does_not_open_with_a_copied_separator(pieces, expected):
+    from localpers.write import Draft
+
+    draft = Draft("compose", "x", "", "prompt", [], "", [], [], None, _pieces=iter(pieces))
+    assert "".join(draft) == expected and draft.text == expected
+
+
+def test_a_continuation_keeps_its_opening_as_it_comes():
+    from localpers.write import Draft
+
+    draft = Draft("continue", "x", "Shopping:\n", "prompt", [], "", [], [], None, _pieces=iter(["- ", "milk"]))
+    assert "".join(draft) == "- milk"
