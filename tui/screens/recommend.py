@@ -64,7 +64,7 @@ class RecommendScreen(TaskScreen):
         table.add_column("#", key="rank", width=3)
         table.add_column("Title", key="title", width=30)
         table.add_column("Kind", key="kind", width=6)
-        table.add_column("Why", key="why")
+        table.add_column("Why", key="why", width=60)  # fixed: an auto width is measured late and can show as 3
         table.focus()
         self.query_one("#rec-detail", Static).update("Preparing the catalog…")
         self.load(initial=True)
