@@ -37,6 +37,7 @@ Example::
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -130,6 +131,33 @@ class Source:
 
     def describe(self) -> str:
         return f"{self.format} {self.path}"
+
+
+class FileListSource(Source):
+    """A source of one record per file, read in sorted order (Maildir, a notes folder).
+
+    Position: ``{"last": relative path of the last file done, "n": files done}``; the rest
+    of the source is exactly the files that sort after ``last``. Subclasses list the files.
+    """
+
+    unit = "files"
+
+    def files(self) -> list[str]:
+        """Relative paths of the files, sorted."""
+        raise LocalpersError(f"{type(self).__name__} cannot list its files")
+
+    def total(self) -> int | None:
+        return len(self.files())
+
+    def can_resume(self, position: Any) -> bool:
+        return isinstance(position, dict) and isinstance(position.get("last"), str)
+
+    def remaining(self, position: Any = None) -> Iterator[tuple[int, str, dict]]:
+        """``(n, relative path, position after it)`` for every file after ``position``."""
+        files = self.files()
+        start = bisect.bisect_right(files, position["last"]) if position else 0
+        for i in range(start, len(files)):
+            yield i + 1, files[i], {"last": files[i], "n": i + 1}
 
 
 # ---------------------------------------------------------------------- shared helpers

@@ -31,7 +31,6 @@ position an interrupted import resumes from.
 
 from __future__ import annotations
 
-import bisect
 import email
 import email.message
 import email.utils
@@ -44,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LocalpersError
-from . import (MAX_TEXT_CHARS, Outcome, Record, Rejected, Skipped, Source, clean_text, decode_text, file_identity,
-               parse_time, read_lines)
+from . import (MAX_TEXT_CHARS, FileListSource, Outcome, Record, Rejected, Skipped, Source, clean_text, decode_text,
+               file_identity, parse_time, read_lines)
 
 # Past this many bytes in one message, the base64 lines of non-text parts (attachments) are dropped...
 LEAN_AFTER_BYTES = 256 * 1024
@@ -579,15 +578,13 @@ def is_maildir(path: Path) -> bool:
     return one(path) or any(one(p) for p in path.iterdir() if p.is_dir())
 
 
-class MaildirSource(MailSource):
+class MaildirSource(MailSource, FileListSource):
     """A Maildir folder with its subfolders (Maildir++ ``.Sent`` or plain ``Sent/``); trash and junk are left out.
 
-    Position: ``{"last": relative path of the last message done, "n": messages done}``; files are
-    read in sorted order, so the rest of the folder is exactly what sorts after ``last``.
+    Position: as :class:`FileListSource` (one message a file, in sorted order).
     """
 
     format = "maildir"
-    unit = "files"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -617,9 +614,6 @@ class MaildirSource(MailSource):
             self._listing = sorted(names)
         return self._listing
 
-    def total(self) -> int | None:
-        return len(self.files())
-
     def _folder_of(self, rel: str) -> str:
         parts = Path(rel).parts
         return parts[0] if len(parts) > 2 else ""
@@ -635,26 +629,19 @@ class MaildirSource(MailSource):
             except Exception:  # noqa: BLE001
                 continue
 
-    def can_resume(self, position: Any) -> bool:
-        return isinstance(position, dict) and isinstance(position.get("last"), str)
-
     def scan(self, position: Any = None) -> Iterator[Outcome]:
-        files = self.files()
-        start = bisect.bisect_right(files, position["last"]) if position else 0
-        for i in range(start, len(files)):
-            rel = files[i]
+        for n, rel, pos in self.remaining(position):
             folder = self._folder_of(rel)
-            pos = {"last": rel, "n": i + 1}
             try:
                 rule = self.rule(folder, self._folder_name(folder))
                 data, dropped = _raw_file(self.path / rel)
             except OSError as exc:
-                yield Rejected(rel, f"cannot read file ({exc.strerror or exc})", pos, i + 1)
+                yield Rejected(rel, f"cannot read file ({exc.strerror or exc})", pos, n)
                 continue
             extra: dict[str, Any] = {"folder": self._folder_name(folder)}
             if dropped:
                 extra["dropped_lines"] = dropped
-            yield self.outcome(data, rule, rel, pos, i + 1, extra)
+            yield self.outcome(data, rule, rel, pos, n, extra)
 
 
 class EmlSource(MaildirSource):

@@ -18,14 +18,14 @@ Example::
 
 from __future__ import annotations
 
-import bisect
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import MAX_RECORD_BYTES, MAX_TEXT_CHARS, Outcome, Record, Rejected, Source, clean_text, decode_text, parse_time
+from . import (MAX_RECORD_BYTES, MAX_TEXT_CHARS, FileListSource, Outcome, Record, Rejected, clean_text, decode_text,
+               parse_time)
 
 NOTE_SUFFIXES = (".txt", ".md", ".markdown", ".text")
 _HEADING = re.compile(r"^#{1,6}\s+(.{1,200})$", re.MULTILINE)
@@ -55,11 +55,10 @@ def split_front_matter(text: str) -> tuple[dict[str, str], str]:
     return meta, rest[newline + 1:] if newline >= 0 else ""
 
 
-class NotesSource(Source):
+class NotesSource(FileListSource):
     """Text and Markdown files under a folder, one item each."""
 
     format = "notes"
-    unit = "files"
 
     def __init__(self, path: Path, *, kind: str | None = None) -> None:
         super().__init__(path)
@@ -85,18 +84,9 @@ class NotesSource(Source):
                 self._listing = sorted(names)
         return self._listing
 
-    def total(self) -> int | None:
-        return len(self.files())
-
-    def can_resume(self, position: Any) -> bool:
-        return isinstance(position, dict) and isinstance(position.get("last"), str)
-
     def scan(self, position: Any = None) -> Iterator[Outcome]:
-        files = self.files()
-        start = bisect.bisect_right(files, position["last"]) if position else 0
-        for i in range(start, len(files)):
-            rel = files[i]
-            yield self.read_note(rel, {"last": rel, "n": i + 1}, i + 1)
+        for n, rel, pos in self.remaining(position):
+            yield self.read_note(rel, pos, n)
 
     def read_note(self, rel: str, position: Any, done: int) -> Outcome:
         path = self.root / rel
