@@ -36,10 +36,6 @@ async def _ready_recommend(pilot):
     await unlocked(pilot)
     await pilot.press("f3")
     await wait_for(pilot, lambda: pilot.app.screen.recs, timeout=60)
-    # The table sizes its auto-width "Why" column on a later refresh: wait for it, or the picture
-    # may catch the column still as narrow as its header.
-    table = pilot.app.screen.query_one("#recs")
-    await wait_for(pilot, lambda: table.virtual_size.width > 60, timeout=10)
 
 
 async def _ready_history(pilot):
