@@ -43,8 +43,11 @@ MIN_MEMORY_KIB = 19 * 1024
 MIN_ITERATIONS = 2
 # Upper bounds accepted from a vault file: parameters are stored in the clear, so a
 # damaged or hostile file must not be able to make unlocking eat all memory or hang.
+# calibrate() never writes more than 256 MiB x a few passes; these caps leave room
+# for a much faster machine and refuse what would take minutes or exhaust memory.
 MAX_MEMORY_KIB = 4 * 1024 * 1024
-MAX_ITERATIONS = 1000
+MAX_ITERATIONS = 20
+MAX_WORK_KIB = 4 * 1024 * 1024 * 2  # memory x passes: at most 4 GiB x 2 or 1 GiB x 8 (a few seconds)
 MAX_LANES = 64
 
 
@@ -65,9 +68,12 @@ class KDFParams:
 
     def __post_init__(self) -> None:
         if not (MIN_MEMORY_KIB <= self.memory_kib <= MAX_MEMORY_KIB and MIN_ITERATIONS <= self.iterations
-                <= MAX_ITERATIONS and 1 <= self.lanes <= MAX_LANES and len(self.salt) >= 16):
-            raise VaultError(f"Argon2id parameters out of range (memory {self.memory_kib} KiB, {self.iterations} "
-                             f"passes, {self.lanes} lanes, {len(self.salt)}-byte salt): the vault file is damaged")
+                <= MAX_ITERATIONS and 1 <= self.lanes <= MAX_LANES and 16 <= len(self.salt) <= 64
+                and self.memory_kib * self.iterations <= MAX_WORK_KIB):
+            raise VaultError(f"refusing Argon2id parameters beyond what localpers writes (memory "
+                             f"{self.memory_kib // 1024} MiB, {self.iterations} passes, {self.lanes} lanes, "
+                             f"{len(self.salt)}-byte salt; at most {MAX_MEMORY_KIB // 1024 // 1024} GiB, "
+                             f"{MAX_ITERATIONS} passes): the file is damaged or was tampered with; restore a backup")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -77,10 +83,13 @@ class KDFParams:
     @classmethod
     def from_dict(cls, d: dict) -> "KDFParams":
         try:
-            return cls(salt=bytes.fromhex(d["salt"]), memory_kib=int(d["memory_kib"]),
-                       iterations=int(d["iterations"]), lanes=int(d["lanes"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise VaultError(f"unreadable key-derivation parameters ({exc}): the vault file is damaged") from exc
+            values = [d["memory_kib"], d["iterations"], d["lanes"]]
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                raise TypeError("memory, passes and lanes must be whole numbers")
+            return cls(bytes.fromhex(d["salt"]), *values)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise VaultError(f"unreadable key-derivation parameters ({type(exc).__name__}: {exc}): "
+                             "the vault file is damaged; restore a backup") from None
 
 
 def derive_key(passphrase: str, params: KDFParams) -> bytes:

@@ -52,7 +52,7 @@ from .index import VectorIndex
 from .rank import BM25, reciprocal_rank_fusion
 from .rank import mmr as mmr_order
 from .sources import Interaction, Record, Rejected, Skipped, parse_time
-from .vault import Vault, coarse_time
+from .vault import Vault, clear_word, coarse_time
 
 INDEX_BLOB = "history.index"
 # HNSW settings. bench/history.py at 100,000 vectors, f16 storage: expansion_search 48 gives recall@10
@@ -230,17 +230,32 @@ class History:
         return vectors.reshape(len(texts), -1)
 
     def _cache_kind(self) -> str:
-        return f"embedding:{self.model_name}"
+        return "embedding"
 
     def _cache_key(self, item_id: str) -> str:
-        return f"emb:{self.model_name}:{item_id}"
+        return self.vault.embedding_key(item_id)
+
+    def _unpack_vector(self, value: Any, dim: int | None = None) -> np.ndarray | None:
+        # A stored embedding is ``model name, NUL, float32 bytes``: a vector of another model is not ours.
+        if not isinstance(value, bytes):
+            return None
+        model, _, raw = value.partition(b"\0")
+        if model.decode("utf-8", "replace") != self.model_name or not raw or len(raw) % 4:
+            return None
+        if dim is not None and len(raw) != dim * 4:
+            return None
+        return np.frombuffer(raw, dtype=np.float32)
 
     def index_dim(self) -> int:
         if self._index is not None:
             return self._index.dim
-        row = next(self.vault.cache.rows("kind = ?", [self._cache_kind()], limit=1, columns=["value"]), None)
-        if row is not None and isinstance(row["value"], bytes) and row["value"]:
-            return len(row["value"]) // 4
+        info = self.vault.blob_info(INDEX_BLOB)
+        if info is not None and info.get("model") == self.model_name and info.get("dim"):
+            return int(info["dim"])
+        for row in self.vault.cache.rows("kind = ?", [self._cache_kind()], limit=8, columns=["value"]):
+            vector = self._unpack_vector(row["value"])
+            if vector is not None:
+                return len(vector)
         return int(self.embedder.dim)
 
     # ------------------------------------------------------------------ the index
@@ -302,23 +317,22 @@ class History:
         return True
 
     def _stored_vectors(self, ids: list[str], dim: int) -> dict[str, np.ndarray]:
-        wanted = set(ids)
-        prefix = len(self._cache_key(""))
+        keys = {self._cache_key(i): i for i in ids}
         if len(ids) > 256:  # one pass over all stored vectors beats many lookups
-            rows: Iterable[dict] = (r for r in self.vault.cache.rows("kind = ?", [self._cache_kind()])
-                                    if r["key"][prefix:] in wanted)
+            rows: Iterable[dict] = (r for r in self.vault.cache.rows("kind = ?", [self._cache_kind()]) if r["key"] in keys)
         else:
-            rows = (r for r in (self.vault.cache.get(self._cache_key(i)) for i in ids) if r is not None)
+            rows = (r for r in (self.vault.cache.get(k) for k in keys) if r is not None)
         out = {}
         for row in rows:
-            value = row["value"]
-            if isinstance(value, bytes) and len(value) == dim * 4:
-                out[row["key"][prefix:]] = np.frombuffer(value, dtype=np.float32)
+            vector = self._unpack_vector(row["value"], dim)
+            if vector is not None:
+                out[keys[row["key"]]] = vector
         return out
 
     def _store_vectors(self, ids: list[str], vectors: np.ndarray) -> None:
+        tag = self.model_name.encode("utf-8") + b"\0"
         self.vault.cache.insert_all(
-            [{"key": self._cache_key(i), "kind": self._cache_kind(), "value": np.asarray(v, dtype=np.float32).tobytes()}
+            [{"key": self._cache_key(i), "kind": self._cache_kind(), "value": tag + np.asarray(v, dtype=np.float32).tobytes()}
              for i, v in zip(ids, vectors)], replace=True)
 
     def save_index(self) -> None:
@@ -584,6 +598,8 @@ class History:
         clauses, params = [], []
         if kinds:
             kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+            # A kind outside the clear vocabulary is stored as "other" (its real name sealed).
+            kinds = list(dict.fromkeys(clear_word("items", "kind", k) for k in kinds))
             clauses.append(f"kind in ({', '.join('?' * len(kinds))})")
             params.extend(kinds)
         bound = parse_since(since)
@@ -635,10 +651,15 @@ class History:
             if self._bm25 is not None:
                 for item_id in ids:
                     self._bm25.remove(item_id)
-            with self.vault.transaction():
-                for item_id in ids:  # embeddings of any model, not only the current one
-                    self.vault.cache.delete_where("kind like 'embedding:%' and key like ?", [f"emb:%:{item_id}"])
-            return self.vault.erase_items(ids)
+            # Derived from the texts: their cached playback instructions (keyed by a hash of the
+            # text) and any training checkpoint; the embeddings go with erase_items.
+            from .playback import cache_key as instruction_key
+            from .train import CHECKPOINT_BLOB  # here: train imports history
+
+            texts = [r["content"] for r in (self.vault.items.get(i, columns=["content"]) for i in ids)
+                     if r is not None and isinstance(r.get("content"), str)]
+            self.vault.blobs.delete(CHECKPOINT_BLOB)
+            return self.vault.erase_items(ids, cache_keys=[instruction_key(self.vault, t) for t in texts])
 
     # ------------------------------------------------------------------ searching
 

@@ -94,6 +94,8 @@ the ``with`` block ends, so load and leave the block at once.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -104,7 +106,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +117,7 @@ from . import crypto
 from .errors import LocalpersError, TamperedData, VaultError, VaultLocked, WrongPassphrase
 from .paths import users_dir
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DAY = 86400
 DEMO_USER = "demo"
 DEMO_PASSPHRASE = "demo"  # the demo vault is still encrypted; its passphrase is public on purpose
@@ -138,6 +140,28 @@ def coarse_time(t: float | None = None) -> int:
     return int(t // DAY * DAY)
 
 
+# Fixed vocabularies of the clear text columns. A value outside its column's list is
+# stored as "other" in the clear and its real value sealed in the row's ``_real``
+# column (and given back on read), so no free text a user or a file chose ever lands
+# unsealed. Filtering on an unlisted value (``kind = 'journal'``) matches nothing:
+# filter on "other" and check the decrypted value instead.
+OTHER = "other"
+ITEM_KINDS = frozenset({"email", "note", "message", "post", "text", "document", "draft", "chat", "article",
+                        "review", "letter", "journal", "comment", "rating", OTHER})
+SOURCE_TYPES = frozenset({"mbox", "maildir", "eml", "notes", "jsonl", "csv", "demo", "draft", "text", "api", OTHER})
+SIGNALS = frozenset({"like", "dislike", "not_interested", "rating", "read", "click", "interaction", OTHER})
+DRAFT_MODES = frozenset({"compose", "reply", "rewrite", "continue", OTHER})
+CACHE_KINDS = frozenset({"embedding", "instruction", "interest-vector", "stat", OTHER})
+
+# Two hidden columns in every table: ``_real`` (sealed: the real values of clear
+# columns mapped to "other") and ``_mac`` (a keyed MAC over the row: key, clear values
+# and the nonce of every sealed field, so no clear value can change and no sealed
+# field can be swapped for an older one unnoticed).
+REAL = "_real"
+MAC = "_mac"
+MAC_BYTES = 16
+
+
 @dataclass(frozen=True)
 class Table:
     """How one vault table splits into clear and sealed columns."""
@@ -147,31 +171,49 @@ class Table:
     clear: dict[str, type]  # column -> python type, besides the primary key
     secret: tuple[str, ...]
     pk_type: type = str
+    vocab: dict[str, frozenset[str]] = field(default_factory=dict)  # clear text column -> allowed words
 
 
 TABLES: dict[str, Table] = {
     t.name: t
     for t in [
         # Things the user wrote or read: emails, notes, documents, drafts they kept.
-        Table("items", "id", {"source_type": str, "kind": str, "created": int}, ("content", "metadata", "source")),
+        Table("items", "id", {"source_type": str, "kind": str, "created": int}, ("content", "metadata", "source"),
+              vocab={"source_type": SOURCE_TYPES, "kind": ITEM_KINDS}),
         # Deduplication: a keyed hash of content, so equal texts are found without revealing them.
         Table("fingerprints", "digest", {"item_id": str}, ()),
         # What the user did: read, like, dislike, rating, click, not-interested.
-        Table("interactions", "id", {"signal": str, "time": int}, ("item", "value", "metadata"), int),
+        Table("interactions", "id", {"signal": str, "time": int}, ("item", "value", "metadata"), int,
+              vocab={"signal": SIGNALS}),
         # Profile facts about the user (age, occupation, stated interests, style summary).
         Table("features", "id", {"updated": int}, ("name", "value")),
         # Generated drafts and the user's final edit (future training data).
-        Table("drafts", "id", {"mode": str, "created": int}, ("instruction", "context", "draft", "final", "examples")),
+        Table("drafts", "id", {"mode": str, "created": int}, ("instruction", "context", "draft", "final", "examples"),
+              vocab={"mode": DRAFT_MODES}),
         # Every disclosure of profile features: what was revealed, to whom, why.
         Table("ledger", "id", {"time": int}, ("purpose", "recipient", "revealed", "withheld", "decision", "steps"), int),
         # Encrypted files other parts need: the vector index, LoRA adapters, checkpoints.
-        Table("blobs", "name", {"updated": int, "size": int}, ("data", "info")),
+        Table("blobs", "name", {"updated": int}, ("data", "info")),
         # Derived values worth keeping (playback instructions, embeddings), keyed by a keyed hash.
-        Table("cache", "key", {"kind": str}, ("value",)),
+        Table("cache", "key", {"kind": str}, ("value",), vocab={"kind": CACHE_KINDS}),
         # Import progress, so an interrupted import resumes where it stopped.
         Table("imports", "id", {"updated": int}, ("source", "state")),
     ]
 }
+
+
+def clear_word(table: str, column: str, value: Any) -> Any:
+    """What is stored in the clear for ``value`` in a vocabulary column: itself, or "other".
+
+    Example::
+
+        >>> clear_word("items", "kind", "email"), clear_word("items", "kind", "my secret diary")
+        ('email', 'other')
+    """
+    vocab = TABLES[table].vocab.get(column)
+    if vocab is None or value is None or value in vocab:
+        return value
+    return OTHER
 
 
 _json_decode = json.JSONDecoder().decode
@@ -205,12 +247,6 @@ def _decode(raw: bytes) -> Any:
 COARSE_TIME_COLUMNS = frozenset({"created", "time", "updated"})
 
 
-def _clear_value(column: str, value: Any) -> Any:
-    if column in COARSE_TIME_COLUMNS and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return coarse_time(value)
-    return value
-
-
 def _opens(aead: Any, box: bytes | None, aad: bytes) -> bool:
     """Whether ``box`` decrypts (only used to name the culprit in an error message)."""
     if box is None:
@@ -222,10 +258,33 @@ def _opens(aead: Any, box: bytes | None, aad: bytes) -> bool:
     return True
 
 
+def _clear_typed(typ: type, column: str, value: Any) -> Any:
+    # Stored as the declared type, so the row MAC computed now matches what SQLite gives back.
+    if value is None:
+        return None
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise VaultError(f"column {column} takes a whole number, not {value!r}")
+        return coarse_time(value) if column in COARSE_TIME_COLUMNS else int(value)
+    return str(value)
+
+
+def _xor(macs: Iterable[bytes | None]) -> int:
+    out = 0
+    for m in macs:
+        out ^= int.from_bytes(m, "big") if m else 0
+    return out
+
+
+_NO_NONCE = b"\0" * crypto.NONCE_BYTES
+
+
 class SealedTable:
     """Insert, read, update and delete rows of one table, sealing secret columns on the way.
 
     Rows go in and come out as plain dicts; only ciphertext ever reaches SQLite.
+    Every row carries a MAC checked on every read, and every write updates the
+    table's sealed row count and MAC sum (see "Integrity" in the module docstring).
 
     Example::
 
@@ -240,10 +299,12 @@ class SealedTable:
         self.spec = spec
         self._columns = (spec.pk, *spec.clear, *spec.secret)
         self._clear_names = (spec.pk, *spec.clear)
+        self._sealed = (*spec.secret, REAL)  # every sealed column, the hidden one last
         # The associated data is ``table|column|key|user|key version`` (see Vault.seal);
         # its fixed parts are built once here because they are needed for every field.
-        self._aad_prefix = {c: f"{spec.name}|{c}|".encode() for c in spec.secret}
+        self._aad_prefix = {c: f"{spec.name}|{c}|".encode() for c in self._sealed}
         self._aad_suffix = f"|{vault.user}|{vault.key_version}".encode()
+        self._mac_prefix = f"{spec.name}|{vault.user}|{vault.key_version}|".encode()
 
     def __repr__(self) -> str:
         return f"<SealedTable {self.spec.name} of {self.vault.user!r}>"
@@ -272,15 +333,33 @@ class SealedTable:
         aad = self._aad_prefix[column] + str(key).encode() + self._aad_suffix
         return nonce + aead.encrypt(nonce, plaintext, aad)
 
+    def _row_mac(self, key: Any, clear: Iterable[Any], nonces: Iterable[bytes | None]) -> bytes:
+        """The MAC of one row: its key, clear values, and which ciphertext each sealed column holds."""
+        h = hmac.new(self.vault._mac_key, self._mac_prefix + repr((key, *clear)).encode(), hashlib.sha256)
+        for nonce in nonces:
+            h.update(nonce[:crypto.NONCE_BYTES] if nonce else _NO_NONCE)
+        return h.digest()[:MAC_BYTES]
+
+    def _clear_and_real(self, row: dict) -> tuple[list[Any], dict]:
+        clear, real = [], {}
+        for c, typ in self.spec.clear.items():
+            value = _clear_typed(typ, c, row.get(c))
+            word = clear_word(self.spec.name, c, value)
+            if word != value:
+                real[c] = value
+            clear.append(word)
+        return clear, real
+
     def _sealed_tuple(self, row: dict) -> tuple:
         key = row[self.spec.pk]
-        nonces = os.urandom(crypto.NONCE_BYTES * len(self.spec.secret))  # one system call per row, not per field
-        out = [key]
-        out += [_clear_value(c, row.get(c)) for c in self.spec.clear]
-        out += [None if row.get(c) is None else
-                self._seal_value(c, row[c], key, nonces[i * crypto.NONCE_BYTES:(i + 1) * crypto.NONCE_BYTES])
-                for i, c in enumerate(self.spec.secret)]
-        return tuple(out)
+        n = crypto.NONCE_BYTES
+        nonces = os.urandom(n * len(self._sealed))  # one system call per row, not per field
+        clear, real = self._clear_and_real(row)
+        # Empty values are sealed too: whether a field is empty is not visible.
+        sealed = [self._seal_value(c, row.get(c), key, nonces[i * n:(i + 1) * n])
+                  for i, c in enumerate(self.spec.secret)]
+        sealed.append(self._seal_value(REAL, real, key, nonces[-n:]) if real else None)
+        return (key, *clear, *sealed, self._row_mac(key, clear, sealed))
 
     def _secret_columns(self, columns: Iterable[str] | None) -> tuple[str, ...]:
         if columns is None:
@@ -290,13 +369,19 @@ class SealedTable:
         return tuple(c for c in columns if c in self.spec.secret)
 
     def _select(self, secret: tuple[str, ...]) -> str:
-        return ", ".join(f"[{c}]" for c in (self.spec.pk, *self.spec.clear, *secret))
+        # Unread sealed columns still give their nonce: the row MAC covers it.
+        sealed = [f"[{c}]" if c in secret else f"substr([{c}], 1, {crypto.NONCE_BYTES})" for c in self.spec.secret]
+        return ", ".join([*(f"[{c}]" for c in self._clear_names), *sealed, f"[{REAL}]", f"[{MAC}]"])
 
     def _open(self, raw: tuple, secret: tuple[str, ...]) -> dict:
         return self._open_many([raw], secret)[0]
 
+    def _tampered(self, key: Any, what: str) -> TamperedData:
+        return TamperedData(f"{what} ({self.spec.name}|{key}): the vault was modified outside localpers "
+                            "or is corrupted; restore it from a backup")
+
     def _open_many(self, raws: list[tuple], secret: tuple[str, ...]) -> list[dict]:
-        """Decrypt fetched rows, column by column: the hot path of every read.
+        """Check and decrypt fetched rows, column by column: the hot path of every read.
 
         Vault.unseal is inlined and the loops are comprehensions: per-field Python
         overhead, not AES, is what bounds read speed here.
@@ -305,9 +390,16 @@ class SealedTable:
         if aead is None:
             raise VaultError(f"the vault of {self.vault.user!r} is closed")
         decrypt, n = aead.decrypt, crypto.NONCE_BYTES
+        n_clear = len(self._clear_names)
+        n_sealed = len(self._sealed)
+        for raw in raws:
+            if raw[-1] != self._row_mac(raw[0], raw[1:n_clear], raw[n_clear:n_clear + n_sealed]):
+                raise self._tampered(raw[0], "a row's clear columns or sealed fields were changed")
         outs = [dict(zip(self._clear_names, raw)) for raw in raws]
         keys = [str(raw[0]).encode() + self._aad_suffix for raw in raws]
-        for j, col in enumerate(secret, start=len(self._clear_names)):
+        wanted = [(self.spec.secret.index(c) + n_clear, c) for c in secret]
+        wanted.append((n_clear + n_sealed - 1, REAL))
+        for j, col in wanted:
             prefix = self._aad_prefix[col]
             try:
                 plains = [None if raw[j] is None else decrypt(raw[j][:n], raw[j][n:], prefix + key)
@@ -316,9 +408,25 @@ class SealedTable:
                 culprit = next((raw[0] for raw, key in zip(raws, keys) if not _opens(aead, raw[j], prefix + key)), "?")
                 raise TamperedData(f"a ciphertext failed authentication ({self.spec.name}|{col}|{culprit}): "
                                    "the vault was modified outside localpers or is corrupted") from None
-            for out, plain in zip(outs, plains):
-                out[col] = None if plain is None else _decode(plain)
+            if col == REAL:
+                for out, plain in zip(outs, plains):
+                    if plain is not None:
+                        out.update(_decode(plain))
+            else:
+                for out, plain in zip(outs, plains):
+                    out[col] = None if plain is None else _decode(plain)
         return outs
+
+    def _macs(self, where: str, params: Iterable[Any]) -> list[bytes]:
+        return [r[0] for r in self.vault.db.conn.execute(f"select [{MAC}] from [{self.spec.name}] where {where}",
+                                                           list(params))]
+
+    def _macs_of(self, keys: list[Any]) -> list[bytes]:
+        out: list[bytes] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            out += self._macs(f"[{self.spec.pk}] in ({', '.join('?' * len(chunk))})", chunk)
+        return out
 
     # ------------------------------------------------------------------ writing
 
@@ -332,20 +440,24 @@ class SealedTable:
         for row in rows:
             self._check_columns(row)
         pk = self.spec.pk
-        marks = ", ".join("?" * len(self._columns))
+        names = (*self._clear_names, *self._sealed, MAC)
         sql = (f"insert {'or replace ' if replace else ''}into [{self.spec.name}] "
-               f"({self._select(self.spec.secret)}) values ({marks})")
+               f"({', '.join(f'[{c}]' for c in names)}) values ({', '.join('?' * len(names))})")
         with self.vault.transaction():
             # Keys are assigned here rather than by SQLite: the key is part of the
             # associated data, so it must be known before sealing.
             missing = [r for r in rows if r.get(pk) is None]
             for row, key in zip(missing, self._new_keys(len(missing), rows)):
                 row[pk] = key
+            sealed = [self._sealed_tuple(r) for r in rows]
+            replaced = self._macs_of(list({r[pk]: None for r in rows})) if replace else []
             try:
-                self.vault.db.conn.executemany(sql, [self._sealed_tuple(r) for r in rows])
+                self.vault.db.conn.executemany(sql, sealed)
             except sqlite3.IntegrityError as exc:
                 raise VaultError(f"{self.spec.name}: a row with that key already exists ({exc}); "
                                  "pass replace=True to overwrite") from None
+            # With equal keys inside one batch only the last row stays.
+            self.vault._account(self.spec.name, replaced, list({t[0]: t[-1] for t in sealed}.values()))
         return [r[pk] for r in rows]
 
     def _new_keys(self, n: int, batch: list[dict]) -> list[Any]:
@@ -365,29 +477,25 @@ class SealedTable:
         if self.spec.pk in values and values.pop(self.spec.pk) != key:
             raise VaultError(f"{self.spec.name}: a row's key cannot change (it is part of its encryption)")
         self._check_columns(values)
-        if not values:
-            if self.get(key, columns=()) is None:
-                raise VaultError(f"no row {key!r} in {self.spec.name}")
-            return
-        params = [self._seal_value(c, v, key) if c in self.spec.secret and v is not None else _clear_value(c, v)
-                  for c, v in values.items()]
-        sets = ", ".join(f"[{c}] = ?" for c in values)
         with self.vault.transaction():
-            cur = self.vault.db.conn.execute(f"update [{self.spec.name}] set {sets} where [{self.spec.pk}] = ?",
-                                             [*params, key])
-            if cur.rowcount == 0:
+            row = self.get(key)  # checked and decrypted: the row is resealed whole, with a new MAC
+            if row is None:
                 raise VaultError(f"no row {key!r} in {self.spec.name}")
+            if values:
+                row.update(values)
+                self.insert(row, replace=True)
 
     def delete(self, key: Any) -> bool:
         """Delete one row; its bytes are overwritten in the file (see :meth:`Vault.scrub` for the rest)."""
-        with self.vault.transaction():
-            cur = self.vault.db.conn.execute(f"delete from [{self.spec.name}] where [{self.spec.pk}] = ?", [key])
-        return cur.rowcount > 0
+        return self.delete_where(f"[{self.spec.pk}] = ?", [key]) > 0
 
     def delete_where(self, where: str, params: Iterable[Any] = ()) -> int:
         """Delete the rows matching ``where`` (clear columns only); returns how many."""
+        params = list(params)
         with self.vault.transaction():
-            cur = self.vault.db.conn.execute(f"delete from [{self.spec.name}] where {where}", list(params))
+            removed = self._macs(where, params)
+            cur = self.vault.db.conn.execute(f"delete from [{self.spec.name}] where {where}", params)
+            self.vault._account(self.spec.name, removed, [])
         return cur.rowcount
 
     # ------------------------------------------------------------------ reading
@@ -395,8 +503,8 @@ class SealedTable:
     def get(self, key: Any, columns: Iterable[str] | None = None) -> dict | None:
         """One decrypted row, or None. ``columns`` limits which secret columns are decrypted."""
         secret = self._secret_columns(columns)
-        raw = self.vault.db.conn.execute(
-            f"select {self._select(secret)} from [{self.spec.name}] where [{self.spec.pk}] = ?", [key]).fetchone()
+        raw = self.vault._fetch(f"select {self._select(secret)} from [{self.spec.name}] where [{self.spec.pk}] = ?",
+                                [key], one=True)
         return None if raw is None else self._open(raw, secret)
 
     def rows(self, where: str | None = None, params: Iterable[Any] = (), *, order_by: str | None = None,
@@ -415,23 +523,53 @@ class SealedTable:
             sql += f" limit {int(limit)}"
         # Fetch everything first: a cursor left open would hold a read snapshot and
         # block a later checkpoint (scrub) or VACUUM.
-        raws = self.vault.db.conn.execute(sql, list(params)).fetchall()
+        raws = self.vault._fetch(sql, list(params))
         for start in range(0, len(raws), 1024):
             yield from self._open_many(raws[start:start + 1024], secret)
 
     def keys(self, where: str | None = None, params: Iterable[Any] = ()) -> list[Any]:
         """Primary keys of the rows matching ``where`` (clear columns only)."""
         sql = f"select [{self.spec.pk}] from [{self.spec.name}]" + (f" where {where}" if where else "")
-        return [r[0] for r in self.vault.db.conn.execute(sql, list(params))]
+        return [r[0] for r in self.vault._fetch(sql, list(params))]
 
     def count(self, where: str | None = None, params: Iterable[Any] = ()) -> int:
         sql = f"select count(*) from [{self.spec.name}]" + (f" where {where}" if where else "")
-        return self.vault.db.conn.execute(sql, list(params)).fetchone()[0]
+        return self.vault._fetch(sql, list(params), one=True)[0]
+
+
+def _migrate_1_to_2(vault: "Vault") -> None:
+    """Schema 2: clear words from fixed vocabularies, a MAC per row, sealed empty fields, no clear blob size.
+
+    Every row is read with schema 1's layout and written again through the new one
+    (which maps free-text words to "other" and computes the MACs and the table sums).
+    Embedding cache rows, keyed by item id in the clear, are dropped: they are
+    recomputed when needed (the search index keeps its own vectors).
+    """
+    conn = vault.db.conn
+    for spec in TABLES.values():
+        conn.execute(f"alter table [{spec.name}] add column [{REAL}] blob")
+        conn.execute(f"alter table [{spec.name}] add column [{MAC}] blob")
+    conn.execute("alter table blobs drop column size")
+    conn.execute("delete from cache where key like 'emb:%'")
+    vault._state = {name: [0, 0] for name in TABLES}
+    for spec in TABLES.values():
+        columns = (spec.pk, *spec.clear, *spec.secret)
+        select = f"select {', '.join(f'[{c}]' for c in columns)} from [{spec.name}] where [{spec.pk}] = ?"
+        keys = [k for (k,) in conn.execute(f"select [{spec.pk}] from [{spec.name}]").fetchall()]
+        for start in range(0, len(keys), 256):
+            rows = []
+            for key in keys[start:start + 256]:
+                row = dict(zip(columns, conn.execute(select, [key]).fetchone()))
+                for c in spec.secret:
+                    if row[c] is not None:
+                        row[c] = _decode(vault.unseal(row[c], spec.name, c, key))
+                rows.append(row)
+            conn.executemany(f"delete from [{spec.name}] where [{spec.pk}] = ?", [(r[spec.pk],) for r in rows])
+            getattr(vault, spec.name).insert_all(rows)
 
 
 # Each migration takes an open vault from schema version N to N+1, inside one transaction.
-# None is needed yet; add ``MIGRATIONS[1] = _add_something`` and bump SCHEMA_VERSION.
-MIGRATIONS: dict[int, Callable[["Vault"], None]] = {}
+MIGRATIONS: dict[int, Callable[["Vault"], None]] = {1: _migrate_1_to_2}
 
 
 class Vault:
@@ -448,6 +586,14 @@ class Vault:
         self._key = data_key
         self._aead = crypto.cipher(data_key)
         self._hmac_keys: dict[str, bytes] = {}
+        self._mac_key = crypto.subkey(data_key, "row-mac")
+        # Per table: [row count, XOR of row MACs], and a commit counter; sealed in meta
+        # "integrity" at every commit that changed something (see "Integrity" above).
+        self._state: dict[str, list[int]] = {name: [0, 0] for name in TABLES}
+        self._counter = 0
+        self._mirrored = 0  # the counter last written to the OS keyring
+        self._dirty = False
+        self._snapshots: list[tuple[dict[str, list[int]], bool]] = []
         self.key_version = key_version
         self._lock_file = lock_file
         self._tx_lock = threading.RLock()
@@ -533,7 +679,7 @@ class Vault:
             os.replace(tmp, folder / VAULT_FILE)  # the vault appears whole or not at all
             _fsync_dir(folder)
             _remove_db_files(tmp)
-            return cls._finish_open(folder / VAULT_FILE, user, data_key, 1, lock)
+            return cls._finish_open(folder / VAULT_FILE, user, data_key, 1, lock, fresh=True)
         except BaseException:
             _release_lock(lock)
             raise
@@ -557,7 +703,7 @@ class Vault:
                 data_key = _keyring_unwrap(meta, user)
             else:
                 data_key = _unwrap(meta, user, passphrase)
-            return cls._finish_open(path, user, data_key, int(meta["key_version"]), lock)
+            return cls._finish_open(path, user, data_key, _meta_int(meta["key_version"], "key_version"), lock)
         except BaseException:
             _release_lock(lock)
             raise
@@ -574,20 +720,32 @@ class Vault:
         return vault
 
     @classmethod
-    def _finish_open(cls, path: Path, user: str, data_key: bytes, key_version: int, lock: Any) -> "Vault":
-        db = _connect(path)
+    def _finish_open(cls, path: Path, user: str, data_key: bytes, key_version: int, lock: Any, *,
+                     fresh: bool = False, accept_rollback: bool = False) -> "Vault":
+        try:
+            db = _connect(path)
+        except sqlite3.DatabaseError as exc:
+            raise VaultError(f"{path} is damaged ({exc}); restore it from a backup") from None
         vault = cls(path, db, user, data_key, key_version, lock)
         try:
-            vault._migrate()
+            if fresh:
+                with vault.transaction():
+                    vault._dirty = True  # writes the first integrity record
+            else:
+                vault._migrate()
+                vault._verify_integrity()
+            vault._check_rollback(accept=accept_rollback or fresh)
         except BaseException:
             db.conn.close()
             raise
         return vault
 
     def _migrate(self) -> None:
-        version = int(self.meta("schema_version") or 0)
+        version = _meta_int(self.meta("schema_version") or "0", "schema_version")
         if version > SCHEMA_VERSION:
             raise VaultError(f"this vault was written by a newer localpers (schema {version}); upgrade localpers")
+        if version < SCHEMA_VERSION and version >= 2:
+            self._load_integrity()  # later migrations update the sealed sums as they write
         while version < SCHEMA_VERSION:
             if version not in MIGRATIONS:
                 raise VaultError(f"no migration from schema {version}; this vault cannot be upgraded")
@@ -595,6 +753,100 @@ class Vault:
                 MIGRATIONS[version](self)
                 version += 1
                 self.set_meta("schema_version", str(version))
+
+    # ------------------------------------------------------------------ integrity
+
+    def _fetch(self, sql: str, params: Iterable[Any] = (), *, one: bool = False) -> Any:
+        """Run a read; a damaged file gives a one-line :class:`VaultError`, not sqlite3's exception."""
+        try:
+            cur = self.db.conn.execute(sql, list(params))
+            return cur.fetchone() if one else cur.fetchall()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "no such" in str(exc):
+                raise  # a programming error (bad column in a where clause), not damage
+            raise VaultError(f"the vault file of {self.user!r} is damaged ({exc}); restore it from a backup") from None
+
+    def _account(self, table: str, removed: list[bytes], added: list[bytes]) -> None:
+        state = self._state[table]
+        state[0] += len(added) - len(removed)
+        state[1] ^= _xor(removed) ^ _xor(added)
+        self._dirty = True
+
+    def _meta_digest(self) -> str:
+        rows = self._fetch("select key, value from meta where key != 'integrity' order by key")
+        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+    def _write_integrity(self) -> None:
+        self._counter += 1
+        record = {"counter": self._counter, "meta": self._meta_digest(),
+                  "tables": {name: [n, f"{x:032x}"] for name, (n, x) in self._state.items()}}
+        box = self.seal(json.dumps(record).encode(), "meta", "integrity", "vault")
+        self.db.conn.execute("insert or replace into meta (key, value) values ('integrity', ?)", [box.hex()])
+
+    def _load_integrity(self) -> dict:
+        raw = self.meta("integrity")
+        if raw is None:
+            raise TamperedData(f"the vault of {self.user!r} has no integrity record: it was modified outside "
+                               "localpers; restore it from a backup")
+        try:
+            record = json.loads(self.unseal(bytes.fromhex(raw), "meta", "integrity", "vault"))
+            self._counter = int(record["counter"])
+            self._state = {name: [int(record["tables"][name][0]), int(record["tables"][name][1], 16)]
+                           for name in TABLES}
+        except TamperedData:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TamperedData(f"the integrity record of {self.user!r} is unreadable ({exc}): the vault was "
+                               "modified outside localpers; restore it from a backup") from None
+        return record
+
+    def _verify_integrity(self) -> None:
+        """Check the row counts, MAC sums and meta values against the sealed record (at every open).
+
+        Reads one 16-byte column per row: about 10 ms per 10,000 rows.
+        """
+        record = self._load_integrity()
+        if record.get("meta") != self._meta_digest():
+            raise TamperedData(f"the settings (meta table) of {self.user!r}'s vault were changed outside "
+                               "localpers; restore it from a backup")
+        for name, (count, xor) in self._state.items():
+            macs = [m for (m,) in self._fetch(f"select [{MAC}] from [{name}]")]
+            if len(macs) != count or _xor(macs) != xor or None in macs:
+                what = (f"{count - len(macs)} row(s) missing" if len(macs) < count else
+                        f"{len(macs) - count} row(s) added" if len(macs) > count else "rows replaced")
+                raise TamperedData(f"table {name} of {self.user!r}'s vault does not match its sealed record "
+                                   f"({what}): it was modified outside localpers; restore it from a backup")
+
+    def _counter_account(self) -> str | None:
+        vault_id = self.meta("vault_id")
+        return None if vault_id is None else f"{self.user}@{vault_id}#counter"
+
+    def _check_rollback(self, *, accept: bool = False) -> None:
+        """Compare the commit counter with its mirror in the OS keyring (when keyring unlock is on)."""
+        kr = _keyring_module() if self.keyring_enabled else None
+        account = self._counter_account()
+        if kr is None or account is None:
+            return
+        try:
+            seen = kr.get_password(KEYRING_SERVICE, account)
+        except Exception:  # an unreadable keyring only means: nothing to compare with
+            return
+        if not accept and seen is not None and seen.isdigit() and int(seen) > self._counter:
+            raise TamperedData(f"the vault of {self.user!r} is older than the last one this machine saw (change "
+                               f"{self._counter} < {seen}): the file was rolled back to an earlier copy. "
+                               "Restore your newest backup with: localpers user restore")
+        self._mirror_counter(force=True)
+
+    def _mirror_counter(self, *, force: bool = False) -> None:
+        if not force and self._counter == self._mirrored:
+            return
+        kr = _keyring_module() if self.keyring_enabled else None
+        account = self._counter_account()
+        if kr is None or account is None:
+            return
+        with contextlib.suppress(Exception):
+            kr.set_password(KEYRING_SERVICE, account, str(self._counter))
+            self._mirrored = self._counter
 
     @property
     def is_open(self) -> bool:
@@ -604,6 +856,8 @@ class Vault:
         """Checkpoint, close the database and release the lock (safe to call twice)."""
         if self._lock_file is None:
             return
+        with contextlib.suppress(VaultError, sqlite3.Error):
+            self._mirror_counter()
         self._close_db()
         _release_lock(self._lock_file)
         self._lock_file = None
@@ -669,33 +923,45 @@ class Vault:
         """
         with self._tx_lock:
             conn = self.db.conn
-            if self._depth:
-                name = f"lp_{self._depth}"
-                conn.execute(f"savepoint {name}")
-                self._depth += 1
+            # The integrity state goes back with the data when a block is undone.
+            self._snapshots.append(({k: list(v) for k, v in self._state.items()}, self._dirty))
+            try:
+                if self._depth:
+                    name = f"lp_{self._depth}"
+                    conn.execute(f"savepoint {name}")
+                    self._depth += 1
+                    try:
+                        yield
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute(f"rollback to {name}")
+                            conn.execute(f"release {name}")
+                        self._state, self._dirty = self._snapshots[-1]
+                        raise
+                    else:
+                        conn.execute(f"release {name}")
+                    finally:
+                        self._depth -= 1
+                    return
+                conn.execute("begin immediate")
+                self._depth = 1
+                counter = self._counter
                 try:
                     yield
+                    if self._dirty:
+                        self._write_integrity()
+                    conn.execute("commit")
+                    self._dirty = False
                 except BaseException:
                     if conn.in_transaction:
-                        conn.execute(f"rollback to {name}")
-                        conn.execute(f"release {name}")
+                        conn.execute("rollback")
+                    self._state, self._dirty = self._snapshots[-1]
+                    self._counter = counter
                     raise
-                else:
-                    conn.execute(f"release {name}")
                 finally:
-                    self._depth -= 1
-                return
-            conn.execute("begin immediate")
-            self._depth = 1
-            try:
-                yield
-                conn.execute("commit")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("rollback")
-                raise
+                    self._depth = 0
             finally:
-                self._depth = 0
+                self._snapshots.pop()
 
     # ------------------------------------------------------------------ info
 
@@ -704,7 +970,7 @@ class Vault:
         return self.meta("demo") == "1"
 
     def meta(self, key: str) -> str | None:
-        row = self.db.conn.execute("select value from meta where key = ?", [key]).fetchone()
+        row = self._fetch("select value from meta where key = ?", [key], one=True)
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str | None) -> None:
@@ -714,6 +980,7 @@ class Vault:
                 self.db.conn.execute("delete from meta where key = ?", [key])
             else:
                 self.db.conn.execute("insert or replace into meta (key, value) values (?, ?)", [key, value])
+            self._dirty = True
 
     def stats(self) -> dict:
         """Counts and sizes for the privacy screen: rows per table, items per kind, bytes on disk."""
@@ -733,8 +1000,8 @@ class Vault:
             >>> vault.put_blob("history-index", index.to_bytes(), {"dim": 384})   # doctest: +SKIP
             >>> VectorIndex.from_bytes(vault.get_blob("history-index"))           # doctest: +SKIP
         """
-        self.blobs.insert({"name": name, "data": bytes(data), "info": info or {}, "updated": coarse_time(),
-                           "size": len(data)}, replace=True)
+        self.blobs.insert({"name": name, "data": bytes(data), "info": info or {}, "updated": coarse_time()},
+                          replace=True)
 
     def get_blob(self, name: str) -> bytes | None:
         row = self.blobs.get(name, columns=["data"])
@@ -806,6 +1073,7 @@ class Vault:
             raise VaultError(f"the OS keyring refused to store the unlock secret ({exc})") from None
         wrapped = crypto.seal(crypto.subkey(secret, "keyring"), self._key, aad=_keyring_aad(self.user, self.key_version))
         self.set_meta("keyring_wrapped_key", wrapped.hex())
+        self._mirror_counter(force=True)  # from now on a rolled-back file is noticed
 
     def disable_keyring(self) -> None:
         """Stop keyring unlocking: forget the second wrapping and delete the keyring entry."""
@@ -872,20 +1140,28 @@ class Vault:
         """
         ids = list(dict.fromkeys(str(i) for i in item_ids))
         wanted = set(ids)
-        conn = self.db.conn
         found = 0
         with self.transaction():
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
                 marks = ", ".join("?" * len(chunk))
-                found += conn.execute(f"delete from items where id in ({marks})", chunk).rowcount
-                conn.execute(f"delete from fingerprints where item_id in ({marks})", chunk)
+                found += self.items.delete_where(f"id in ({marks})", chunk)
+                self.fingerprints.delete_where(f"item_id in ({marks})", chunk)
             # The item an interaction points at is sealed, so finding them means decrypting that column.
             stale = [r["id"] for r in self.interactions.rows(columns=["item"]) if str(r["item"]) in wanted]
-            conn.executemany("delete from interactions where id = ?", [(k,) for k in stale])
-            conn.executemany("delete from cache where key = ?", [(k,) for k in cache_keys])
+            for start in range(0, len(stale), 500):
+                chunk = stale[start:start + 500]
+                self.interactions.delete_where(f"id in ({', '.join('?' * len(chunk))})", chunk)
+            keys = [*cache_keys, *(self.embedding_key(i) for i in ids)]
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                self.cache.delete_where(f"key in ({', '.join('?' * len(chunk))})", chunk)
         self.scrub()
         return found
+
+    def embedding_key(self, item_id: str) -> str:
+        """The cache key of an item's embedding: a keyed hash, so the file does not show which item it is."""
+        return "emb:" + self.keyed_hash(str(item_id), "embedding")
 
     def erase_item(self, item_id: str, *, cache_keys: Iterable[str] = ()) -> bool:
         """Erase one item and everything pointing at it, leaving no trace (see :meth:`erase_items`)."""
@@ -995,17 +1271,55 @@ def _read_meta(path: Path, user: str) -> dict[str, str]:
         raise VaultError(f"{path} is not a localpers vault (no {', '.join(missing)})")
     if meta["user"] != user:
         raise VaultError(f"{path} holds the vault of {meta['user']!r}, not {user!r}")
-    if int(meta["schema_version"]) > SCHEMA_VERSION:
-        raise VaultError(f"this vault was written by a newer localpers (schema {meta['schema_version']}); "
-                         "upgrade localpers")
+    schema = _meta_int(meta["schema_version"], "schema_version")
+    if schema > SCHEMA_VERSION:
+        raise VaultError(f"this vault was written by a newer localpers (schema {schema}); upgrade localpers")
+    _meta_int(meta["key_version"], "key_version")
+    _kdf_params(meta["kdf"])
+    _meta_hex(meta["wrapped_key"], "wrapped_key")
+    if meta.get("keyring_wrapped_key") is not None:
+        _meta_hex(meta["keyring_wrapped_key"], "keyring_wrapped_key")
     return meta
 
 
+def _damaged(name: str, why: str) -> VaultError:
+    return VaultError(f"the vault's setting {name!r} is damaged ({why}); restore the vault from a backup")
+
+
+def _meta_int(value: Any, name: str) -> int:
+    """A whole-number setting of the meta table, or a one-line error naming it."""
+    text = str(value)
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise _damaged(name, f"not a whole number: {text[:20]!r}")
+    return int(text)
+
+
+def _meta_hex(value: Any, name: str) -> bytes:
+    try:
+        raw = bytes.fromhex(str(value))
+    except ValueError:
+        raise _damaged(name, "not hexadecimal") from None
+    if not 16 < len(raw) <= 4096:
+        raise _damaged(name, f"{len(raw)} bytes")
+    return raw
+
+
+def _kdf_params(value: Any) -> crypto.KDFParams:
+    try:
+        params = json.loads(str(value))
+    except ValueError:
+        raise _damaged("kdf", "not JSON") from None
+    if not isinstance(params, dict):
+        raise _damaged("kdf", "not a JSON object")
+    return crypto.KDFParams.from_dict(params)
+
+
 def _unwrap(meta: dict[str, str], user: str, passphrase: str) -> bytes:
-    params = crypto.KDFParams.from_dict(json.loads(meta["kdf"]))
+    params = _kdf_params(meta["kdf"])
     kek = crypto.derive_key(passphrase, params)
     try:
-        return crypto.unseal(kek, bytes.fromhex(meta["wrapped_key"]), aad=_wrap_aad(user, int(meta["key_version"])))
+        return crypto.unseal(kek, _meta_hex(meta["wrapped_key"], "wrapped_key"),
+                             aad=_wrap_aad(user, _meta_int(meta["key_version"], "key_version")))
     except TamperedData:
         raise WrongPassphrase(f"wrong passphrase for user {user!r}") from None
 
@@ -1038,8 +1352,9 @@ def _keyring_unwrap(meta: dict[str, str], user: str) -> bytes:
     if secret is None:
         raise VaultError(f"the OS keyring has no unlock secret for {user!r}; {hint}")
     try:
-        return crypto.unseal(crypto.subkey(bytes.fromhex(secret), "keyring"), bytes.fromhex(meta["keyring_wrapped_key"]),
-                             aad=_keyring_aad(user, int(meta["key_version"])))
+        return crypto.unseal(crypto.subkey(bytes.fromhex(secret), "keyring"),
+                             _meta_hex(meta["keyring_wrapped_key"], "keyring_wrapped_key"),
+                             aad=_keyring_aad(user, _meta_int(meta["key_version"], "key_version")))
     except (TamperedData, ValueError):
         raise WrongPassphrase(f"the OS keyring's secret does not unlock {user!r}; {hint}") from None
 
@@ -1048,8 +1363,9 @@ def _keyring_forget(user: str, vault_id: str | None) -> None:
     kr = _keyring_module()
     if kr is None or vault_id is None:
         return
-    with contextlib.suppress(Exception):  # already gone, or the backend refuses: nothing else to do
-        kr.delete_password(KEYRING_SERVICE, f"{user}@{vault_id}")
+    for account in (f"{user}@{vault_id}", f"{user}@{vault_id}#counter"):
+        with contextlib.suppress(Exception):  # already gone, or the backend refuses: nothing else to do
+            kr.delete_password(KEYRING_SERVICE, account)
 
 
 def _connect(path: Path) -> sqlite_utils.Database:
@@ -1071,11 +1387,15 @@ def _create_schema(db: sqlite_utils.Database) -> None:
     db["meta"].create({"key": str, "value": str}, pk="key")
     for spec in TABLES.values():
         columns: dict[str, Any] = {spec.pk: spec.pk_type, **spec.clear}
-        columns.update({c: bytes for c in spec.secret})
+        columns.update({c: bytes for c in (*spec.secret, REAL, MAC)})
         db[spec.name].create(columns, pk=spec.pk)
-    db["items"].create_index(["kind", "created"])
-    db["interactions"].create_index(["signal", "time"])
-    db["fingerprints"].create_index(["item_id"])
+    _create_indexes(db)
+
+
+def _create_indexes(db: sqlite_utils.Database) -> None:
+    db["items"].create_index(["kind", "created"], if_not_exists=True)
+    db["interactions"].create_index(["signal", "time"], if_not_exists=True)
+    db["fingerprints"].create_index(["item_id"], if_not_exists=True)
 
 
 def _acquire_lock(folder: Path, user: str) -> Any:
