@@ -43,6 +43,7 @@ from typing import IO, Any
 
 from . import crypto
 from .errors import TamperedData, VaultError, WrongPassphrase
+from .paths import private_dir
 from . import vault as vault_module
 from .vault import (LOCK_FILE, TABLES, VAULT_FILE, Vault, _acquire_lock, _fsync_dir, _release_lock, _remove_db_files,
                     _shred, _wrap_aad, coarse_time)
@@ -174,8 +175,7 @@ def restore_backup(path: Path, passphrase: str, *, home: Path | None = None, ove
     if (folder / VAULT_FILE).exists() and not overwrite:
         raise VaultError(f"user {user!r} already has a vault here; erase it first or restore with overwrite "
                          "(localpers user restore --overwrite)")
-    folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    folder.mkdir(exist_ok=True, mode=0o700)
+    private_dir(folder)
     lock = _acquire_lock(folder, user)
     try:
         tmp = folder / (VAULT_FILE + ".restoring")
@@ -196,7 +196,9 @@ def restore_backup(path: Path, passphrase: str, *, home: Path | None = None, ove
                 _shred(p)
         os.replace(tmp, folder / VAULT_FILE)
         _fsync_dir(folder)
-        return Vault._finish_open(folder / VAULT_FILE, user, data_key, int(header["key_version"]), lock)
+        # A backup is older than the live vault by nature: its counter resets the keyring's mirror.
+        return Vault._finish_open(folder / VAULT_FILE, user, data_key, int(header["key_version"]), lock,
+                                  accept_rollback=True)
     except BaseException:
         _release_lock(lock)
         raise

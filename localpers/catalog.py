@@ -53,7 +53,7 @@ from scipy import sparse
 
 from .errors import LocalpersError
 from .index import VectorIndex
-from .paths import data_dir
+from .paths import data_dir, private_dir, private_file
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,59}$")
 TEXT_FIELDS = ("text", "description", "summary", "overview", "abstract", "body")
@@ -257,9 +257,11 @@ class Catalog:
         if not _NAME.match(name):
             raise LocalpersError(f"invalid catalog name {name!r}: use 1-60 lowercase letters, digits, '.', '_' or '-'")
         self.name = name
-        self.folder = self.root(home) / name
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite_utils.Database(self.folder / "catalog.db")
+        self.folder = private_dir(self.root(home) / name)
+        path = self.folder / "catalog.db"
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite gives its -wal/-shm the same mode
+        private_file(path)
+        self.db = sqlite_utils.Database(path)
         if "items" not in self.db.table_names():
             self.db["items"].create({"id": str, "position": int, "kind": str, "title": str, "text": str,
                                      "tags": str, "attrs": str, "digest": str, "text_digest": str, "embedded": int},
@@ -500,6 +502,7 @@ class Catalog:
     def _save_index(self, index: VectorIndex) -> None:
         tmp = self.folder / "vectors.usearch.tmp"
         tmp.write_bytes(index.to_bytes())
+        private_file(tmp)
         os.replace(tmp, self.folder / "vectors.usearch")
 
     def vectors(self, *, dim: int = 384) -> VectorIndex:

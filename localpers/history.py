@@ -55,6 +55,7 @@ from .sources import Interaction, Record, Rejected, Skipped, parse_time
 from .vault import Vault, clear_word, coarse_time
 
 INDEX_BLOB = "history.index"
+MODELS_KEY = "embedding-models"  # vault.cache row: the models that stored vectors (sealed list)
 # HNSW settings. bench/history.py at 100,000 vectors, f16 storage: expansion_search 48 gives recall@10
 # 0.993 at ~14x the speed of exact search; f32 storage with 64 gave 0.995 at ~10x, for twice the memory.
 INDEX_OPTIONS = {"connectivity": 16, "expansion_add": 128, "expansion_search": 48, "dtype": "f16"}
@@ -205,6 +206,7 @@ class History:
 
             self.model_name = Config.load().embedding_model
         self.batch_size = batch_size
+        self._model_listed = False
         self.notes: list[str] = []  # what happened to the index (rebuilt, caught up), for the curious
         self._index: VectorIndex | None = None
         self._bm25: BM25 | None = None
@@ -232,8 +234,13 @@ class History:
     def _cache_kind(self) -> str:
         return "embedding"
 
-    def _cache_key(self, item_id: str) -> str:
-        return self.vault.embedding_key(item_id)
+    def _cache_key(self, item_id: str, model: str | None = None) -> str:
+        return self.vault.embedding_key(item_id, model or self.model_name)
+
+    def _embedding_models(self) -> list[str]:
+        """Every model that stored vectors in this vault (so erasing an item finds all of its embeddings)."""
+        row = self.vault.cache.get(MODELS_KEY, columns=["value"])
+        return list(row["value"]) if row and isinstance(row["value"], list) else []
 
     def _unpack_vector(self, value: Any, dim: int | None = None) -> np.ndarray | None:
         # A stored embedding is ``model name, NUL, float32 bytes``: a vector of another model is not ours.
@@ -331,6 +338,12 @@ class History:
 
     def _store_vectors(self, ids: list[str], vectors: np.ndarray) -> None:
         tag = self.model_name.encode("utf-8") + b"\0"
+        if not self._model_listed:
+            models = self._embedding_models()
+            if self.model_name not in models:
+                self.vault.cache.insert({"key": MODELS_KEY, "kind": "stat", "value": [*models, self.model_name]},
+                                        replace=True)
+            self._model_listed = True
         self.vault.cache.insert_all(
             [{"key": self._cache_key(i), "kind": self._cache_kind(), "value": tag + np.asarray(v, dtype=np.float32).tobytes()}
              for i, v in zip(ids, vectors)], replace=True)
@@ -658,8 +671,10 @@ class History:
 
             texts = [r["content"] for r in (self.vault.items.get(i, columns=["content"]) for i in ids)
                      if r is not None and isinstance(r.get("content"), str)]
+            models = set(self._embedding_models()) | {self.model_name}
+            keys = [self._cache_key(i, m) for i in ids for m in sorted(models)]
             self.vault.blobs.delete(CHECKPOINT_BLOB)
-            return self.vault.erase_items(ids, cache_keys=[instruction_key(self.vault, t) for t in texts])
+            return self.vault.erase_items(ids, cache_keys=keys + [instruction_key(self.vault, t) for t in texts])
 
     # ------------------------------------------------------------------ searching
 

@@ -33,12 +33,31 @@ import tomli_w
 APP_NAME = "localpers"
 
 
+def private_dir(path: Path) -> Path:
+    """Make ``path`` a folder only its owner can enter (0700), whatever the umask.
+
+    Folders it creates get 0700; an existing one that others could read is tightened.
+    """
+    created = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for folder in created:
+        os.chmod(folder, 0o700)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Set a file we wrote to 0600 (owner only), whatever the umask was when it was created."""
+    os.chmod(path, 0o600)
+    return path
+
+
 def data_dir() -> Path:
-    """The root of everything localpers stores (created on first use, mode 0700)."""
+    """The root of everything localpers stores (created on first use, mode 0700, tightened if looser)."""
     home = os.environ.get("LOCALPERS_HOME")
     path = Path(home).expanduser() if home else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+    return private_dir(path)
 
 
 def models_dir() -> Path:
@@ -53,9 +72,7 @@ def models_dir() -> Path:
 
 
 def users_dir() -> Path:
-    path = data_dir() / "users"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+    return private_dir(data_dir() / "users")
 
 
 def config_path() -> Path:
@@ -109,6 +126,9 @@ class Config:
     def save(self, path: Path | None = None) -> Path:
         path = path or config_path()
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(tomli_w.dumps(asdict(self)), encoding="utf-8")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # 0600 whatever the umask
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(tomli_w.dumps(asdict(self)))
         os.replace(tmp, path)  # atomic: a crash never leaves half a config
         return path

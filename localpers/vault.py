@@ -42,27 +42,62 @@ table         clear columns                          why they are clear
 meta          user name, schema and key version,     needed before the key exists: to check the
               Argon2id parameters and salt, the      passphrase and migrate the schema. The
               wrapped data key(s), a random vault    wrapped key is useless without the
-              id, demo flag, day of creation         passphrase (Argon2id makes guessing slow)
-items         id (random UUID), source_type, kind    address rows; filter by kind ("email",
-              ("email", "note"...), created (day)    "note") and recency without decrypting
+              id, demo flag, day of creation; the    passphrase (Argon2id makes guessing slow)
+              sealed integrity record
+items         id (random UUID), source_type, kind    address rows; filter by kind and recency
+              (from fixed word lists), created (day) without decrypting
 fingerprints  digest (HMAC-SHA256 under a key        deduplicate imports; an HMAC reveals
               derived from the data key), item_id    nothing without the key
-interactions  id (counter), signal ("read",          filter by signal and time; *which* item
-              "rating"...), time (day)               and the value are sealed
+interactions  id (counter), signal (a fixed word     filter by signal and time; *which* item
+              list), time (day)                      and the value are sealed
 features      id, updated (day)                      the feature's name and value are sealed
-drafts        id, mode ("compose"...), created (day) every text is sealed
+drafts        id, mode (a fixed word list),          every text is sealed
+              created (day)
 ledger        id (counter), time (day)               what was revealed, to whom, why: sealed
-blobs         name (chosen by the code, e.g.         find a blob without decrypting them all;
-              "history-index"), updated (day), size  size shows in the file anyway
-cache         key (an HMAC), kind                    look up derived values by keyed hash
+blobs         name (chosen by the code, e.g.         find a blob without decrypting them all
+              "history.index"), updated (day)
+cache         key (an HMAC, or a name chosen by      look up derived values by keyed hash
+              the code), kind (a fixed word list)
 imports       id, updated (day)                      the source path and progress are sealed
 ============  =====================================  ==========================================
 
-Also visible: the number of rows in each table, and each ciphertext's padded
-size. The clear time columns (``created``, ``time``, ``updated``) are rounded down
-to the day on every write, whatever the caller passes (:func:`coarse_time`); exact
-times, when needed, go in a sealed column (``metadata``). Nothing else of a row is
-ever written unsealed.
+Every table also has ``_real`` (sealed) and ``_mac`` (a 16-byte MAC). Clear text
+columns only ever hold a word from a list fixed in this module (``ITEM_KINDS``,
+``SOURCE_TYPES``, ``SIGNALS``, ``DRAFT_MODES``, ``CACHE_KINDS``); any other value
+(a JSONL record's own ``kind``, a CSV's ``signal``, ``import --kind``) is stored as
+``"other"`` and its real value sealed in ``_real``, and reads give the real value
+back. Empty secret fields are sealed like any other, so whether a value is missing
+does not show. Also visible: the number of rows in each table, and each
+ciphertext's padded size. The clear time columns are rounded down to the day on
+every write (:func:`coarse_time`); exact times, when needed, go in a sealed column.
+
+Integrity
+---------
+- Each row carries a MAC (HMAC-SHA256 under a key derived from the data key, cut to
+  128 bits) over its table, key, clear values and the nonce of each sealed field. A
+  changed ``kind`` or ``created``, or a sealed field swapped for an older version of
+  itself, fails the MAC on the next read of that row (:class:`TamperedData`).
+- Per table, a row count and the XOR of all row MACs, and a hash of the meta table,
+  are kept in one sealed record (meta ``integrity``), rewritten in the same
+  transaction as every change, together with a commit counter. Every open checks
+  them (one 16-byte column per row is read: milliseconds for tens of thousands of
+  rows). A deleted or added row, an edited meta value, or a file stitched from
+  rows of different ages fails to open.
+- Rollback: the commit counter is mirrored in the OS keyring when keyring unlock
+  is on (:meth:`enable_keyring`); an open that finds a smaller counter in the file
+  than the keyring saw refuses (restoring a backup resets the mirror).
+
+What cannot be detected, and why: a *whole* copy of an older file, consistent in
+itself, when keyring unlock is off (nothing outside the file remembers how new it
+was; anything else we could write beside it can be rolled back with it), or when
+the keyring entry is rolled back too; a rollback to within the last session (the
+mirror is written when the vault closes, so a crash before that leaves it one
+session behind); and deleting the whole vault. The Argon2id parameters and the
+wrapped key are read before any key exists, so they are checked for sanity (bounded
+parameters, well-formed values) and then by the unwrapping itself, not by a MAC.
+The search index blob is sealed like every field: a flipped byte fails its
+authentication, and :class:`~localpers.history.History` rebuilds the index from the
+stored vectors (and says so) rather than failing.
 
 Erasing
 -------
@@ -115,7 +150,7 @@ from cryptography.exceptions import InvalidTag
 
 from . import crypto
 from .errors import LocalpersError, TamperedData, VaultError, VaultLocked, WrongPassphrase
-from .paths import users_dir
+from .paths import private_dir, users_dir
 
 SCHEMA_VERSION = 2
 DAY = 86400
@@ -646,9 +681,7 @@ class Vault:
         folder = cls.user_dir(user, home)
         if (folder / VAULT_FILE).exists():
             raise VaultError(f"user {user!r} already exists; open it, or erase it first")
-        folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        folder.mkdir(exist_ok=True, mode=0o700)
-        os.chmod(folder, 0o700)
+        private_dir(folder)
         lock = _acquire_lock(folder, user)
         try:
             params = crypto.calibrate(kdf_seconds) if kdf_seconds > 0 else crypto.minimum_params()
@@ -746,6 +779,7 @@ class Vault:
             raise VaultError(f"this vault was written by a newer localpers (schema {version}); upgrade localpers")
         if version < SCHEMA_VERSION and version >= 2:
             self._load_integrity()  # later migrations update the sealed sums as they write
+        migrated = version < SCHEMA_VERSION
         while version < SCHEMA_VERSION:
             if version not in MIGRATIONS:
                 raise VaultError(f"no migration from schema {version}; this vault cannot be upgraded")
@@ -753,6 +787,8 @@ class Vault:
                 MIGRATIONS[version](self)
                 version += 1
                 self.set_meta("schema_version", str(version))
+        if migrated:
+            self.scrub()  # no copy of a row in its old layout stays in free pages or the WAL
 
     # ------------------------------------------------------------------ integrity
 
@@ -774,7 +810,7 @@ class Vault:
 
     def _meta_digest(self) -> str:
         rows = self._fetch("select key, value from meta where key != 'integrity' order by key")
-        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+        return hashlib.sha256(repr(rows).encode()).hexdigest()
 
     def _write_integrity(self) -> None:
         self._counter += 1
@@ -1036,8 +1072,10 @@ class Vault:
     def change_passphrase(self, new_passphrase: str, *, kdf_seconds: float = 0.5) -> None:
         """Rewrap the data key under a new passphrase. No record is re-encrypted.
 
-        The old passphrase stops working at once (its wrapping is overwritten in the
-        file); backups made before keep working with the old one.
+        The old passphrase stops working on this file at once (its wrapping is
+        overwritten); backups and any old copy of the file keep working with the old
+        one, and since the data key is the same, such a copy with the old passphrase
+        also opens whatever is written later. Follow with :meth:`rekey` to cut that link.
         """
         if not new_passphrase:
             raise VaultError("the new passphrase must not be empty")
@@ -1048,6 +1086,83 @@ class Vault:
             self.set_meta("kdf", json.dumps(params.to_dict()))
             self.set_meta("wrapped_key", wrapped.hex())
         self.db.conn.execute("pragma wal_checkpoint(TRUNCATE)")  # the old wrapping leaves the WAL too
+
+    def rekey(self, passphrase: str, *, kdf_seconds: float = 0.5,
+              progress: Callable[[int, int, str], None] | None = None) -> None:
+        """Re-encrypt everything under a new random data key (and a new key version).
+
+        :meth:`change_passphrase` only rewraps the data key, so an old copy of the file
+        plus the old passphrase still opens what is written later. After ``rekey`` it
+        does not: every field, MAC and sum is remade under the new key. The new vault
+        is built in a separate file and swapped in with one atomic rename; a crash at
+        any point leaves either the old vault or the new one, whole. The old file is
+        overwritten with zeros once the new one is in place. Keyring unlocking, if on,
+        is set up again with a new secret. ``progress(done, total, table)`` is called
+        as rows are copied.
+
+        Example::
+
+            >>> vault.rekey("correct horse battery staple", kdf_seconds=0)   # doctest: +SKIP
+        """
+        with self._tx_lock:
+            if self._depth:
+                raise VaultError("rekey() cannot run inside a transaction")
+            if self._aead is None:
+                raise VaultError(f"the vault of {self.user!r} is closed")
+            meta = dict(self._fetch("select key, value from meta"))
+            _unwrap({**meta, "key_version": str(self.key_version)}, self.user, passphrase)  # WrongPassphrase
+            keyring_on = self.keyring_enabled
+            params = crypto.calibrate(kdf_seconds) if kdf_seconds > 0 else crypto.minimum_params()
+            new_key, version = crypto.new_data_key(), self.key_version + 1
+            wrapped = crypto.seal(crypto.derive_key(passphrase, params), new_key, aad=_wrap_aad(self.user, version))
+            tmp = self.path.with_name(VAULT_FILE + ".rekeying")
+            _remove_db_files(tmp)
+            db = _connect(tmp)
+            try:
+                fresh = Vault(tmp, db, self.user, new_key, version, None)
+                fresh._counter = self._counter  # the keyring's mirror must not see a smaller number
+                skip = {"integrity", "wrapped_key", "keyring_wrapped_key", "kdf", "key_version"}
+                total = sum(getattr(self, name).count() for name in TABLES)
+                done = 0
+                with fresh.transaction():
+                    _create_schema(db)
+                    db.conn.executemany("insert into meta (key, value) values (?, ?)",
+                                        [(k, v) for k, v in meta.items() if k not in skip] +
+                                        [("kdf", json.dumps(params.to_dict())), ("wrapped_key", wrapped.hex()),
+                                         ("key_version", str(version))])
+                    fresh._dirty = True
+                    for name in TABLES:
+                        source, target = getattr(self, name), getattr(fresh, name)
+                        for key_chunk in _chunks(source.keys(), 256):
+                            marks = ", ".join("?" * len(key_chunk))
+                            target.insert_all(source.rows(f"[{source.spec.pk}] in ({marks})", key_chunk))
+                            done += len(key_chunk)
+                            if progress:
+                                progress(done, total, name)
+                db.conn.execute("pragma wal_checkpoint(TRUNCATE)")
+            except BaseException:
+                db.conn.close()
+                _remove_db_files(tmp)
+                raise
+            db.conn.close()
+            # Swap: the old file stays reachable through ``old`` until it has been zeroed.
+            with contextlib.suppress(sqlite3.Error):
+                self.db.conn.execute("pragma wal_checkpoint(TRUNCATE)")
+            self.db.conn.close()
+            with open(self.path, "r+b") as old:
+                os.replace(tmp, self.path)
+                _fsync_dir(self.path.parent)
+                size = os.fstat(old.fileno()).st_size
+                zeros = bytes(1 << 20)
+                for start in range(0, size, len(zeros)):
+                    old.write(zeros[:min(len(zeros), size - start)])
+                old.flush()
+                os.fsync(old.fileno())
+            _remove_db_files(tmp)
+            self.__init__(self.path, _connect(self.path), self.user, new_key, version, self._lock_file)  # type: ignore[misc]
+            self._load_integrity()
+            if keyring_on:
+                self.enable_keyring()
 
     @property
     def keyring_enabled(self) -> bool:
@@ -1152,16 +1267,16 @@ class Vault:
             for start in range(0, len(stale), 500):
                 chunk = stale[start:start + 500]
                 self.interactions.delete_where(f"id in ({', '.join('?' * len(chunk))})", chunk)
-            keys = [*cache_keys, *(self.embedding_key(i) for i in ids)]
+            keys = list(cache_keys)
             for start in range(0, len(keys), 500):
                 chunk = keys[start:start + 500]
                 self.cache.delete_where(f"key in ({', '.join('?' * len(chunk))})", chunk)
         self.scrub()
         return found
 
-    def embedding_key(self, item_id: str) -> str:
-        """The cache key of an item's embedding: a keyed hash, so the file does not show which item it is."""
-        return "emb:" + self.keyed_hash(str(item_id), "embedding")
+    def embedding_key(self, item_id: str, model: str) -> str:
+        """The cache key of an item's embedding: a keyed hash, so the file shows neither the item nor the model."""
+        return "emb:" + self.keyed_hash(f"{model}\0{item_id}", "embedding")
 
     def erase_item(self, item_id: str, *, cache_keys: Iterable[str] = ()) -> bool:
         """Erase one item and everything pointing at it, leaving no trace (see :meth:`erase_items`)."""
@@ -1239,6 +1354,11 @@ class Vault:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def _wrap_aad(user: str, key_version: int) -> bytes:
@@ -1369,6 +1489,9 @@ def _keyring_forget(user: str, vault_id: str | None) -> None:
 
 
 def _connect(path: Path) -> sqlite_utils.Database:
+    # Created 0600 before SQLite sees it: SQLite gives its -wal and -shm files the same mode.
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=5)
     db = sqlite_utils.Database(conn)
     for pragma in (
@@ -1399,7 +1522,10 @@ def _create_indexes(db: sqlite_utils.Database) -> None:
 
 
 def _acquire_lock(folder: Path, user: str) -> Any:
-    f = open(folder / LOCK_FILE, "a+")
+    path = folder / LOCK_FILE
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+    f = open(path, "a+")
     try:
         _lock(f)
     except OSError:

@@ -160,7 +160,7 @@ def test_index_rebuilt_from_stored_vectors_or_texts(vault, embedder, tmp_path):
 
     # No stored vectors either: the texts are embedded again.
     vault.blobs.delete(INDEX_BLOB)
-    vault.cache.delete_where("kind like 'embedding:%'")
+    vault.cache.delete_where("kind = 'embedding'")
     h, counting = fresh()
     assert len(h.index) == 23 and counting.calls == 23
     assert [x.item_id for x in h.search("boathouse locker code", k=5)] == expected
@@ -245,7 +245,8 @@ def test_llama_cpp_embeddings_are_pluggable(vault, embedder, tmp_path):
     # Switching back to the default model rebuilds the index with its own vectors.
     default = History(vault, embedder)
     assert default.index.dim == embedder.dim and len(default.index) == 3
-    assert vault.cache.count("kind = ?", [f"embedding:{llama.name}"]) == 3
+    assert len(default._stored_vectors(default.vault.items.keys(), llama.dim)) == 0  # another model's
+    assert len(History(vault, llama)._stored_vectors(vault.items.keys(), llama.dim)) == 3
     assert np.isclose(np.linalg.norm(default.index.vectors(default.index.ids()[:1])), 1.0, atol=1e-3)
 
 

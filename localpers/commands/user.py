@@ -9,6 +9,7 @@ Examples::
     localpers user create ada
     localpers user list
     localpers user passwd -u ada
+    localpers user rekey -u ada
     localpers user backup ~/ada.lpbackup -u ada
     localpers user restore ~/ada.lpbackup
     localpers user export ~/ada.jsonl -u ada --plaintext
@@ -102,13 +103,54 @@ def list_users() -> None:
 @user_option
 @click.option("--kdf-seconds", type=float, default=0.5, show_default=True, help="Unlock time for the new passphrase.")
 def passwd(user: str | None, kdf_seconds: float) -> None:
-    """Change a vault's passphrase (the data key is rewrapped; no record is re-encrypted)."""
+    """Change a vault's passphrase.
+
+    Only the data key is rewrapped; no record is re-encrypted. So an old copy of the
+    vault file (or a backup) still opens with the old passphrase, and would also open
+    data written later under the same key. To cut that link, run `localpers user rekey`.
+    """
     with _open(user) as vault:
         if vault.is_demo:
             raise LocalpersError("the demo profile's passphrase is public on purpose and cannot be changed")
         vault.change_passphrase(_new_passphrase("LOCALPERS_NEW_PASSPHRASE", f"New passphrase for {vault.user}"),
                                 kdf_seconds=kdf_seconds)
-        click.echo(f"Changed the passphrase of {vault.user}. Backups made before still need the old one.")
+        click.echo(f"Changed the passphrase of {vault.user}. Backups made before still need the old one; "
+                   "run `localpers user rekey` to also re-encrypt everything under a new data key.")
+
+
+@user_group.command()
+@user_option
+@click.option("--kdf-seconds", type=float, default=0.5, show_default=True, help="Unlock time for the passphrase.")
+def rekey(user: str | None, kdf_seconds: float) -> None:
+    """Re-encrypt the whole vault under a new random data key.
+
+    After this, old copies of the vault file and old backups no longer share a key
+    with the live vault. The passphrase stays the same (it is asked again to wrap the
+    new key). The new vault is built beside the old one and swapped in atomically: an
+    interruption leaves the old vault intact.
+    """
+    with _open(user) as vault:
+        if vault.is_demo:
+            raise LocalpersError("the demo profile's key is public on purpose; there is nothing to rekey")
+        passphrase = os.environ.get("LOCALPERS_PASSPHRASE") or click.prompt(
+            f"Passphrase for {vault.user} (to wrap the new key)", hide_input=True)
+        with click.progressbar(length=max(1, sum(getattr(vault, t).count() for t in _tables())),
+                               label="Re-encrypting", file=click.get_text_stream("stderr")) as bar:
+            last = [0]
+
+            def advance(done: int, total: int, table: str) -> None:
+                bar.update(done - last[0])
+                last[0] = done
+
+            vault.rekey(passphrase, kdf_seconds=kdf_seconds, progress=advance)
+        click.echo(f"Re-encrypted the vault of {vault.user} under a new data key (key version {vault.key_version}). "
+                   "Backups made before still restore the old state with the old key; make a new backup.")
+
+
+def _tables() -> list[str]:
+    from ..vault import TABLES
+
+    return list(TABLES)
 
 
 @user_group.command()
