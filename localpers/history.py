@@ -636,8 +636,11 @@ class History:
         return self.vault.items.count(where, params)
 
     def kinds(self) -> dict[str, int]:
-        """How many items of each kind."""
-        return dict(self.vault.db.conn.execute("select kind, count(*) from items group by kind order by kind").fetchall())
+        """How many items of each kind (kinds outside the clear word list are read from their sealed value)."""
+        counts = Counter(dict(self.vault.db.conn.execute("select kind, count(*) from items where kind != 'other' "
+                                                         "group by kind").fetchall()))
+        counts.update(r["kind"] for r in self.vault.items.rows("kind = 'other'", columns=[]))
+        return dict(sorted(counts.items()))
 
     def texts(self, kinds: Iterable[str] | str | None = None, *, limit: int | None = None) -> list[str]:
         """The texts of the items (newest first): the material a writer learns from."""

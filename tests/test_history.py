@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -262,3 +263,55 @@ def test_index_round_trip_keeps_dtype_and_search_settings():
     assert (again.index.expansion_search, again.index.expansion_add) == (24, 40)
     assert str(again.index.dtype).endswith("F16") and len(again) == 200
     assert again.search(vectors[7], k=1)[0][0] == "v7"
+
+
+def test_erasing_a_trained_on_item_leaves_no_trace_in_any_table_or_file(vault, embedder, tmp_path):
+    """Everything derived from an item goes with it: embedding, index entry, playback instruction, checkpoint."""
+    from localpers import train
+    from localpers.playback import cache_key
+    from localpers.vault import TABLES
+
+    history = History(vault, embedder)
+    marker = "zqtrace: the boathouse key hangs behind the third oar on the left wall."
+    keep = "A different text about the allotment and its many marrows this autumn."
+    ids = history.add_texts([marker, keep], kind="note")
+    assert ids[0] in history.index
+    # What training leaves behind: a cached playback instruction quoting the text, a checkpoint.
+    vault.cache.insert({"key": cache_key(vault, marker), "kind": "instruction",
+                        "value": {"text": "Write about zqtrace and the boathouse key.", "source": "model"}})
+    import torch
+
+    train._save_checkpoint(vault, "fingerprint", {"step": 1, "total_steps": 4, "lora": torch.zeros(2),
+                                                  "samples": [ids[0], "zqtrace"]})
+    before = {name: getattr(vault, name).count() for name in TABLES}
+    assert history.delete(ids[0])
+
+    def trace(value) -> bool:
+        text = value.hex() if isinstance(value, bytes) else json.dumps(value, default=str)
+        return "zqtrace" in text or ids[0] in text or "zqtrace".encode().hex() in text
+
+    for name in TABLES:  # every row of every table, decrypted
+        for row in getattr(vault, name).rows():
+            assert not any(trace(v) for v in row.values()), f"{name} still holds {row}"
+    assert ids[0] not in VectorIndex.from_bytes(vault.get_blob(INDEX_BLOB))
+    assert vault.cache.count() < before["cache"] and vault.blob_info(train.CHECKPOINT_BLOB) is None
+    assert history.get(ids[1]).content == keep  # the other item and its embedding stay
+    assert history._stored_vectors([ids[1]], history.index.dim)
+    for path in vault.path.parent.iterdir():
+        assert b"zqtrace" not in path.read_bytes() and ids[0].encode() not in path.read_bytes(), path.name
+
+
+def test_flipped_byte_in_the_index_blob_is_noticed_and_the_index_rebuilt(vault, embedder, tmp_path):
+    history = History(vault, embedder)
+    ids = history.add_texts(["Plant alders along the riverside path.", "Lentil soup with cumin and carrots."])
+    assert len(history.index) == 2  # loading the index brings it up to date and saves it
+    box = bytearray(vault.db.conn.execute("select data from blobs where name = ?", [INDEX_BLOB]).fetchone()[0])
+    box[len(box) // 2] ^= 0x01
+    vault.db.conn.execute("update blobs set data = ? where name = ?", [bytes(box), INDEX_BLOB])
+    with pytest.raises(LocalpersError, match="failed authentication"):
+        vault.get_blob(INDEX_BLOB)
+    fresh = History(vault, CountingEmbedder(embedder))
+    assert sorted(fresh.index.ids()) == sorted(ids)
+    assert any("rebuilding it" in note for note in fresh.notes)
+    assert fresh.embedder.calls == 0  # rebuilt from the stored vectors, not by embedding again
+    assert VectorIndex.from_bytes(vault.get_blob(INDEX_BLOB)).ids()  # and saved sound again

@@ -431,6 +431,113 @@ def test_migrations_upgrade_atomically(home, monkeypatch):
         Vault.open("ada", PASS)
 
 
+# ---------------------------------------------------------------------- blobs as files
+
+
+def test_blob_file_is_in_memory_and_readable_by_native_code(vault):
+    from usearch.index import Index
+
+    index = Index(ndim=8, metric="cos")
+    index.add(np.arange(20, dtype=np.uint64), np.random.default_rng(0).random((20, 8), dtype=np.float32))
+    vault.put_blob("raw-index", bytes(index.save()))
+    with vault.blob_file("raw-index") as path:
+        if sys.platform.startswith("linux"):
+            assert str(path).startswith("/proc/") and os.readlink(path).startswith("/memfd:")
+        restored = Index.restore(str(path))  # usearch's C++ reads the path itself
+        assert len(restored) == 20
+    assert not path.exists()
+    with pytest.raises(VaultError, match="no blob named"):
+        with vault.blob_file("nope"):
+            pass
+
+
+def test_blob_file_without_memfd_uses_a_private_temp_file_removed_after(vault, monkeypatch, tmp_path):
+    monkeypatch.delattr(os, "memfd_create", raising=False)
+    monkeypatch.setattr(os.path, "isdir", lambda p: False if p == "/dev/shm" else os.path.exists(p))
+    monkeypatch.setattr(vault_module.tempfile, "tempdir", str(tmp_path))
+    vault.put_blob("adapter", b"weights" * 100)
+    with vault.blob_file("adapter") as path:
+        assert path.read_bytes() == b"weights" * 100
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        assert path.parent.parent == tmp_path
+    assert not path.exists() and not path.parent.exists()
+    with plaintext_file(b"x") as p:
+        assert p.read_bytes() == b"x"
+
+
+# ---------------------------------------------------------------------- erasing
+
+
+def test_erase_item_removes_everything_pointing_at_it_and_every_trace(vault, home):
+    keys = fill(vault)
+    item = keys["items"]
+    other = vault.items.insert({"kind": "note", "content": "stays"})
+    vault.interactions.insert({"signal": "read", "time": 1, "item": other})
+    secret_boxes = [raw(vault, "items", c, item) for c in ("content", "metadata", "source")]
+    secret_boxes.append(raw(vault, "interactions", "value", keys["interactions"]))
+    assert vault.erase_item(item, cache_keys=[keys["cache"]]) is True
+    assert vault.items.get(item) is None and vault.items.get(other) is not None
+    assert vault.fingerprints.count() == 0 and vault.cache.count() == 0
+    assert [r["item"] for r in vault.interactions.rows()] == [other]
+    data = files_bytes(users_root(home) / "ada")
+    assert not [b for b in secret_boxes if b[12:44] in data]
+    assert vault.erase_item(item) is False
+
+
+def test_erase_leaves_no_stale_copy_after_heavy_churn(vault, home):
+    """B-tree rebalancing can leave a stale copy of a row that was only *moved*; erase must catch those too."""
+    rng = np.random.default_rng(3)
+    live: set[str] = set()
+    for _ in range(4):  # deterministic ids, so the page layout (and its stale copies) is reproducible
+        rows = [{"id": rng.bytes(16).hex(), "kind": "note", "content": "x" * int(n)} for n in rng.integers(10, 1500, 800)]
+        live |= set(vault.items.insert_all(rows))
+        with vault.transaction():
+            for key in rng.choice(sorted(live), 320, replace=False):
+                vault.items.delete(key)
+                live.discard(key)
+            for key in rng.choice(sorted(live), 160, replace=False):
+                vault.items.update(key, {"content": "z" * int(rng.integers(10, 750))})
+    boxes = {key: raw(vault, "items", "content", key) for key in live}
+    vault.db.conn.execute("pragma wal_checkpoint(TRUNCATE)")
+    data = files_bytes(users_root(home) / "ada")
+    stale = [key for key, box in boxes.items() if data.count(box[12:44]) > 1]  # live rows with a stale copy
+    assert stale, "no stale copies arose: the test lost its point (SQLite's page layout changed?)"
+    gone = sorted(stale) + sorted(live - set(stale))[::2]
+    assert vault.erase_items(gone) == len(gone)
+    data = files_bytes(users_root(home) / "ada")
+    assert not [key for key in gone if boxes[key][12:44] in data]
+    assert vault.items.count() == len(live) - len(gone)
+    kept = sorted(live - set(gone))
+    assert [vault.items.get(k)["content"][0] for k in kept[:100]] and all(boxes[k][12:44] in data for k in kept)
+
+
+def test_erase_user_removes_the_folder_and_keeps_others(home):
+    Vault.create("bob", "bob's passphrase", kdf_seconds=0).close()
+    v = Vault.create("ada", PASS, kdf_seconds=0)
+    fill(v)
+    v.erase_user()
+    assert not (users_root(home) / "ada").exists()
+    assert Vault.users() == ["bob"]
+    Vault.create("ada", "a new start", kdf_seconds=0).close()  # the name is free again
+    # Without the passphrase (forgotten), but not while someone has it open.
+    held = Vault.open("ada", "a new start")
+    with pytest.raises(VaultLocked):
+        Vault.erase("ada")
+    held.close()
+    Vault.erase("ada")
+    assert Vault.users() == ["bob"]
+    with pytest.raises(VaultError):
+        Vault.erase("ada")
+
+
+def test_stats_count_rows_and_bytes(vault):
+    fill(vault)
+    stats = vault.stats()
+    assert stats["tables"]["items"] == 1 and stats["items_by_kind"] == {"email": 1}
+    assert stats["bytes"] > 0 and "vault.db" in stats["files"] and stats["user"] == "ada"
+
+
 # ---------------------------------------------------------------------- OS keyring
 
 

@@ -16,6 +16,7 @@ written outside the data directory, does contain the canaries.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import tempfile
 import uuid
@@ -191,3 +192,36 @@ def test_no_canary_reaches_any_file(home, scratch, system_tmp, tmp_path, monkeyp
     assert not (home / "users" / "bob").exists()
     check("erasing a whole user")
     assert not list(scratch.iterdir()), "temporary files were left behind"
+
+
+def test_free_text_words_from_every_import_path_stay_sealed(home, tmp_path):
+    """A JSONL record's own ``kind``, a CSV's ``signal`` and ``import --kind`` never reach a clear column."""
+    from click.testing import CliRunner
+
+    from localpers.cli import main
+
+    canaries = {"jsonl-kind": "zqcanarykind7f3a", "csv-signal": "zqcanarysig9b2c", "option-kind": "zqcanaryopt5d1e"}
+    notes = tmp_path / "in" / "notes.jsonl"
+    notes.parent.mkdir()
+    notes.write_text("\n".join(json.dumps({"text": f"A note about the garden number {i}, with enough words.",
+                                           "kind": canaries["jsonl-kind"]}) for i in range(3)) + "\n")
+    other = tmp_path / "in" / "more.jsonl"
+    other.write_text(json.dumps({"text": "Another plain text that the option gives a kind."}) + "\n")
+    ratings = tmp_path / "in" / "events.csv"
+    ratings.write_text("item_id,signal,timestamp\nmovie:1,%s,1700000000\nmovie:2,%s,1700000100\n"
+                       % (canaries["csv-signal"], canaries["csv-signal"]))
+    runner = CliRunner()
+    env = {"LOCALPERS_PASSPHRASE": PASS}
+    assert runner.invoke(main, ["user", "create", "ada", "--kdf-seconds", "0"], env=env).exit_code == 0
+    for args in (["import", str(notes)], ["import", str(ratings), "--format", "csv"],
+                 ["import", str(other), "--kind", canaries["option-kind"]]):
+        result = runner.invoke(main, [*args, "-u", "ada"], env=env)
+        assert result.exit_code == 0, result.output
+    with Vault.open("ada", PASS) as vault:  # the real words come back when read
+        kinds = sorted(r["kind"] for r in vault.items.rows(columns=[]))
+        assert kinds == sorted([canaries["jsonl-kind"]] * 3 + [canaries["option-kind"]])
+        assert {r["signal"] for r in vault.interactions.rows(columns=[])} == {canaries["csv-signal"]}
+    needles = {name: encodings(value) for name, value in canaries.items()}
+    assert scan([home], needles) == []
+    # Positive control: the same scan finds them in the inputs.
+    assert len(scan([tmp_path / "in"], needles)) == 2  # the option's word is only on the command line
