@@ -73,8 +73,8 @@ every write (:func:`coarse_time`); exact times, when needed, go in a sealed colu
 
 Integrity
 ---------
-- Each row carries a MAC (HMAC-SHA256 under a key derived from the data key, cut to
-  128 bits) over its table, key, clear values and the nonce of each sealed field. A
+- Each row carries a MAC (keyed BLAKE2b, 128 bits, under a key derived from the
+  data key) over its table, key, clear values and the nonce of each sealed field. A
   changed ``kind`` or ``created``, or a sealed field swapped for an older version of
   itself, fails the MAC on the next read of that row (:class:`TamperedData`).
 - Per table, a row count and the XOR of all row MACs, and a hash of the meta table,
@@ -311,7 +311,16 @@ def _xor(macs: Iterable[bytes | None]) -> int:
     return out
 
 
-_NO_NONCE = b"\0" * crypto.NONCE_BYTES
+_NO_NONCE = bytes(crypto.NONCE_BYTES)
+
+
+def _quote(value: Any) -> str:
+    """A clear value as SQLite's ``quote()`` writes it (the row MAC's message is built by SQLite on reads)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 class SealedTable:
@@ -339,7 +348,14 @@ class SealedTable:
         # its fixed parts are built once here because they are needed for every field.
         self._aad_prefix = {c: f"{spec.name}|{c}|".encode() for c in self._sealed}
         self._aad_suffix = f"|{vault.user}|{vault.key_version}".encode()
-        self._mac_prefix = f"{spec.name}|{vault.user}|{vault.key_version}|".encode()
+        # One MAC key per table (so a row cannot move between tables); the message is
+        # the row's clear values and nonces, spelled the same here and in _message_sql.
+        self._mac_key = hashlib.blake2b(f"{spec.name}|{vault.user}|{vault.key_version}".encode(),
+                                        key=vault._mac_key).digest()
+        parts = [f"quote([{c}])" for c in self._clear_names]
+        parts += [f"coalesce(substr([{c}], 1, {crypto.NONCE_BYTES}), zeroblob({crypto.NONCE_BYTES}))"
+                  for c in self._sealed]
+        self._message_sql = "cast(" + " || ',' || ".join(parts) + " as blob)"
 
     def __repr__(self) -> str:
         return f"<SealedTable {self.spec.name} of {self.vault.user!r}>"
@@ -370,10 +386,13 @@ class SealedTable:
 
     def _row_mac(self, key: Any, clear: Iterable[Any], nonces: Iterable[bytes | None]) -> bytes:
         """The MAC of one row: its key, clear values, and which ciphertext each sealed column holds."""
-        h = hmac.new(self.vault._mac_key, self._mac_prefix + repr((key, *clear)).encode(), hashlib.sha256)
-        for nonce in nonces:
-            h.update(nonce[:crypto.NONCE_BYTES] if nonce else _NO_NONCE)
-        return h.digest()[:MAC_BYTES]
+        message = (",".join([_quote(key), *map(_quote, clear)]).encode() + b"," +
+                   b",".join([n[:crypto.NONCE_BYTES] if n is not None else _NO_NONCE for n in nonces]))
+        return self._mac(message)
+
+    def _mac(self, message: bytes) -> bytes:
+        # Keyed BLAKE2b is a MAC in one native call: it runs for every row read.
+        return hashlib.blake2b(message, key=self._mac_key, digest_size=MAC_BYTES).digest()
 
     def _clear_and_real(self, row: dict) -> tuple[list[Any], dict]:
         clear, real = [], {}
@@ -404,9 +423,8 @@ class SealedTable:
         return tuple(c for c in columns if c in self.spec.secret)
 
     def _select(self, secret: tuple[str, ...]) -> str:
-        # Unread sealed columns still give their nonce: the row MAC covers it.
-        sealed = [f"[{c}]" if c in secret else f"substr([{c}], 1, {crypto.NONCE_BYTES})" for c in self.spec.secret]
-        return ", ".join([*(f"[{c}]" for c in self._clear_names), *sealed, f"[{REAL}]", f"[{MAC}]"])
+        # SQLite also spells out the MAC's message, unread sealed columns' nonces included.
+        return ", ".join([*(f"[{c}]" for c in (*self._clear_names, *secret, REAL, MAC)), self._message_sql])
 
     def _open(self, raw: tuple, secret: tuple[str, ...]) -> dict:
         return self._open_many([raw], secret)[0]
@@ -426,15 +444,19 @@ class SealedTable:
             raise VaultError(f"the vault of {self.vault.user!r} is closed")
         decrypt, n = aead.decrypt, crypto.NONCE_BYTES
         n_clear = len(self._clear_names)
-        n_sealed = len(self._sealed)
-        for raw in raws:
-            if raw[-1] != self._row_mac(raw[0], raw[1:n_clear], raw[n_clear:n_clear + n_sealed]):
-                raise self._tampered(raw[0], "a row's clear columns or sealed fields were changed")
+        blake2b, mac_key = hashlib.blake2b, self._mac_key  # self._mac, inlined
+        bad = next((raw for raw in raws if raw[-2] != blake2b(raw[-1], key=mac_key, digest_size=MAC_BYTES).digest()),
+                   None)
+        if bad is not None:
+            raise self._tampered(bad[0], "a row's clear columns or sealed fields were changed")
         outs = [dict(zip(self._clear_names, raw)) for raw in raws]
         keys = [str(raw[0]).encode() + self._aad_suffix for raw in raws]
-        wanted = [(self.spec.secret.index(c) + n_clear, c) for c in secret]
-        wanted.append((n_clear + n_sealed - 1, REAL))
-        for j, col in wanted:
+        j_real = n_clear + len(secret)
+        if all(raw[j_real] is None for raw in raws):  # the common case: no word outside the lists
+            columns: tuple[str, ...] = secret
+        else:
+            columns = (*secret, REAL)
+        for j, col in enumerate(columns, start=n_clear):
             prefix = self._aad_prefix[col]
             try:
                 plains = [None if raw[j] is None else decrypt(raw[j][:n], raw[j][n:], prefix + key)
@@ -484,6 +506,8 @@ class SealedTable:
             missing = [r for r in rows if r.get(pk) is None]
             for row, key in zip(missing, self._new_keys(len(missing), rows)):
                 row[pk] = key
+            for row in rows:  # stored as the declared type, as the MAC and the associated data see it
+                row[pk] = _clear_typed(self.spec.pk_type, pk, row[pk])
             sealed = [self._sealed_tuple(r) for r in rows]
             replaced = self._macs_of(list({r[pk]: None for r in rows})) if replace else []
             try:
@@ -940,9 +964,6 @@ class Vault:
             >>> vault.keyed_hash("Buy milk", "fingerprint") == vault.keyed_hash("Buy milk", "fingerprint")  # doctest: +SKIP
             True
         """
-        import hashlib
-        import hmac
-
         if isinstance(data, str):
             data = data.encode("utf-8")
         mac_key = self._hmac_keys.get(purpose)
