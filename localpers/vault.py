@@ -20,8 +20,11 @@ Keys
 A random 256-bit *data key* encrypts every field. It is stored only wrapped
 (AES-GCM) under a key derived from the passphrase with Argon2id; the Argon2id
 parameters are calibrated to about half a second on the machine that created the
-vault and never go below OWASP's minimum (19 MiB, 2 passes, 1 lane). Changing the
-passphrase rewraps the data key; no record is re-encrypted. Optionally a second
+vault and never go below OWASP's minimum (19 MiB, 2 passes, 1 lane); parameters
+read from a file are refused beyond 4 GiB, 20 passes, or 8 GiB x passes. Changing the
+passphrase rewraps the data key; no record is re-encrypted, so an old copy of the
+file still opens with the old passphrase. :meth:`Vault.rekey` re-encrypts everything
+under a new data key (built in a new file, swapped in atomically). Optionally a second
 wrapping under a random secret kept in the OS keyring allows unlocking without
 typing the passphrase (:meth:`Vault.enable_keyring`); the passphrase itself is
 never stored anywhere.
@@ -1264,8 +1267,9 @@ class Vault:
         """Delete items so that no trace stays in any file; returns how many items were found.
 
         Removes each item, its fingerprints, the interactions that point at it, and the
-        given ``cache_keys`` (derived values such as its embedding), in one transaction,
-        then :meth:`scrub`. Derived files are the caller's: remove the items from the
+        given ``cache_keys`` (derived values: its embeddings, its playback instruction;
+        :meth:`History.delete <localpers.history.History.delete>` passes them), in one
+        transaction, then :meth:`scrub`. Derived files are the caller's: remove the items from the
         vector index and ``put_blob`` it *before* calling this, so the scrub also wipes
         the old index.
 
@@ -1530,8 +1534,10 @@ def _connect(path: Path) -> sqlite_utils.Database:
 def _create_schema(db: sqlite_utils.Database) -> None:
     db["meta"].create({"key": str, "value": str}, pk="key")
     for spec in TABLES.values():
-        columns: dict[str, Any] = {spec.pk: spec.pk_type, **spec.clear}
-        columns.update({c: bytes for c in (*spec.secret, REAL, MAC)})
+        # The MAC goes before the sealed columns: the check at open reads it without
+        # walking the overflow pages of long texts.
+        columns: dict[str, Any] = {spec.pk: spec.pk_type, **spec.clear, MAC: bytes}
+        columns.update({c: bytes for c in (*spec.secret, REAL)})
         db[spec.name].create(columns, pk=spec.pk)
     _create_indexes(db)
 

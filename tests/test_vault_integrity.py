@@ -112,7 +112,8 @@ def test_copied_row_mac_or_added_row_is_detected_at_open(home, ada):
     path = vault_file(home)
     # Delete one row and fix the count by duplicating another row under a new key: the sum gives it away.
     edit(path, "delete from items where id = ?", [ada[0]])
-    edit(path, "insert into items select 'forged', source_type, kind, created, content, metadata, source, _real, _mac "
+    edit(path, "insert into items (id, source_type, kind, created, content, metadata, source, _real, _mac) "
+               "select 'forged', source_type, kind, created, content, metadata, source, _real, _mac "
                "from items where id = ?", [ada[1]])
     with pytest.raises(TamperedData, match="items"):
         Vault.open("ada", PASS)
