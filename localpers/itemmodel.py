@@ -225,18 +225,24 @@ def ease_fits(n_items: int, budget_gb: float) -> bool:
 
 
 def top_k_rows(weights: np.ndarray, top_k: int) -> sparse.csr_matrix:
-    """Keep each row's ``top_k`` largest-magnitude entries of a dense matrix (diagonal dropped)."""
+    """Keep each item's ``top_k`` largest-magnitude weights, both ways, of a dense matrix (diagonal dropped).
+
+    An entry stays when it is among the ``top_k`` of its row (what the item predicts most)
+    or of its column (what predicts the item most). Columns matter for rarely used items:
+    their weights are small in every row, and row-only pruning would leave them no
+    collaborative score at all.
+    """
     weights = np.array(weights, dtype=np.float32)
     np.fill_diagonal(weights, 0.0)
     n = weights.shape[1]
     if top_k >= n:
         return sparse.csr_matrix(weights)
-    keep = np.argpartition(-np.abs(weights), top_k, axis=1)[:, :top_k]
-    rows = np.repeat(np.arange(weights.shape[0]), top_k)
-    vals = np.take_along_axis(weights, keep, axis=1).ravel()
-    out = sparse.csr_matrix((vals, (rows, keep.ravel())), shape=weights.shape)
-    out.eliminate_zeros()
-    return out
+    magnitude = np.abs(weights)
+    keep = np.zeros(weights.shape, dtype=bool)
+    np.put_along_axis(keep, np.argpartition(-magnitude, top_k, axis=1)[:, :top_k], True, axis=1)
+    np.put_along_axis(keep, np.argpartition(-magnitude, top_k, axis=0)[:top_k, :], True, axis=0)
+    weights[~keep] = 0.0
+    return sparse.csr_matrix(weights)
 
 
 def knn_top_k(x: sparse.csr_matrix, top_k: int, *, shrink: float = 10.0, budget_gb: float = DEFAULT_BUDGET_GB,

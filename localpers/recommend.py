@@ -202,6 +202,8 @@ class Scores:
 class Recommender:
     """Recommend catalog items to a user; see the module docstring for how."""
 
+    _one_shot = False
+
     def __init__(self, catalog: Catalog, config: RecommenderConfig | None = None, *, embedder: Any = None) -> None:
         self.catalog = catalog
         self.config = config or RecommenderConfig()
@@ -217,6 +219,7 @@ class Recommender:
         """A Recommender over some of ``catalog``'s items with the arrays given (the candidates of a request)."""
         self = cls.__new__(cls)
         self.catalog, self.config, self._embedder, self.large = catalog, config, embedder, None
+        self._one_shot = True  # used for one request: caching the similarity matrix would not pay
         self._set_arrays(items, vectors, model, counts)
         self._version = catalog.version
         return self
@@ -396,7 +399,7 @@ class Recommender:
 
     def _content(self, weights: sparse.csr_matrix) -> np.ndarray:
         sharpness = self.config.content_sharpness
-        if len(self.items) <= SIMILARITY_CACHE_ITEMS:
+        if len(self.items) <= SIMILARITY_CACHE_ITEMS and not self._one_shot:
             # Small catalogs: all item-to-item similarities once (16 MB for 2,000 items), then one product per call.
             if self._similarity is None or self._similarity[0] != sharpness:
                 self._similarity = (sharpness, self._sharpened(np.arange(len(self.items))))
