@@ -37,8 +37,8 @@ from .catalog import Catalog, Item, _item
 if TYPE_CHECKING:  # pragma: no cover
     from .recommend import History, Recommender
 
-COLLABORATIVE = 2000  # candidates from the item model
-CONTENT = 300  # candidates from each content query
+COLLABORATIVE = 1500  # candidates from the item model
+CONTENT = 200  # candidates from each content query
 POPULAR = 200
 RECENT_QUERIES = 5  # the latest liked items each get a content query of their own
 
@@ -81,9 +81,16 @@ class MappedModel:
 
 
 def _stamp(catalog: Catalog) -> dict:
+    """What the mapped arrays were made from: the model file and the catalog's items (count, last position)."""
     path = catalog.folder / "item2item.npz"
     stat = path.stat() if path.exists() else None
-    return {"catalog": catalog.version, "model": [stat.st_mtime_ns, stat.st_size] if stat else None}
+    items = list(catalog.db.query("select count(*) n, coalesce(max(position), 0) last from items"))[0]
+    return {"items": [items["n"], items["last"]], "model": [stat.st_mtime_ns, stat.st_size] if stat else None}
+
+
+def write_mapped(catalog: Catalog) -> None:
+    """Write the memory-mapped model arrays now (after installing a model in a large catalog)."""
+    _write_mapped(catalog, catalog.folder / "item2item.mapped", _stamp(catalog))
 
 
 def _read_stamp(folder: os.PathLike) -> dict | None:

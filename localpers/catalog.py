@@ -5,7 +5,8 @@ one folder per catalog::
 
     <data dir>/catalogs/<name>/catalog.db      items (SQLite, via sqlite-utils)
     <data dir>/catalogs/<name>/vectors.usearch item embeddings (a usearch index)
-    <data dir>/catalogs/<name>/item2item.npz   optional item-to-item model shipped with the catalog
+    <data dir>/catalogs/<name>/item2item.npz   optional item-to-item model shipped with the catalog (sparse top-k)
+    <data dir>/catalogs/<name>/item2item.mapped/ the same model as memory-mapped arrays (large catalogs)
 
 What the user *does* with catalog items (likes, ratings, clicks) is personal and lives
 sealed in the vault's ``interactions`` table, never here.
@@ -25,8 +26,9 @@ Example::
     'Nosferatu'
     >>> catalog.load_item_model("item2item.npz")              # doctest: +SKIP
 
-Input rows (JSONL objects, CSV rows or JSON arrays of objects) need ``id`` and
-``title``; ``kind``/``type``, text fields (``text``, ``description``, ``summary``,
+Input rows (JSONL objects, CSV rows or JSON arrays of objects) need an id (``id``,
+``item_id``, ``movieId``, ``asin``, ``isbn``... or the field ``columns={"id": ...}`` names)
+and a ``title``; ``kind``/``type``, text fields (``text``, ``description``, ``summary``,
 ``overview``, ``abstract``, ``body``) and tags (``tags``, ``genres``, ``categories``,
 ``keywords``; a list or a ``|``/``;``/``,``-separated string) are understood; every
 other field is kept as an attribute.
@@ -65,6 +67,7 @@ COLUMN_ROLES = ("id", "title", "kind", "text", "tags")
 TITLE_FIELDS = ("title", "name")
 KIND_FIELDS = ("kind", "type")
 MAX_ID = 200
+LARGE_CATALOG = 20_000  # above this many items, requests rank candidates (localpers.candidates)
 MAX_NEIGHBOURS = 200  # an installed item model keeps each item's strongest this many neighbours
 EMBED_CHARS = 1000  # MiniLM reads 256 word pieces; more text only costs time
 # Public-domain books and films; the short descriptions were written for localpers.
@@ -626,6 +629,10 @@ class Catalog:
         model.save(self.folder / "item2item.npz")
         self._item_model = model
         self._touch()
+        if len(self) > LARGE_CATALOG:
+            from .candidates import write_mapped  # deferred: candidates imports this module
+
+            write_mapped(self)  # here, so that no request of a large catalog ever reads the whole model
 
     @property
     def item_model(self) -> "ItemModel | None":

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import sparse
 
-from .catalog import Catalog, Item, fit_ease, fit_item_knn  # noqa: F401  (fit_* re-exported for bench and users)
+from .catalog import LARGE_CATALOG, Catalog, Item, fit_ease, fit_item_knn  # noqa: F401  (fit_* re-exported)
 from .errors import LocalpersError
 from .ratings import STARS
 
@@ -146,7 +146,7 @@ class RecommenderConfig:
     explore_content: float = 0.5
     pool: int = 100  # how many top items MMR chooses from
     # Above this many items a request scores candidates (localpers.candidates), not the whole catalog.
-    large_catalog: int = 20_000
+    large_catalog: int = LARGE_CATALOG
 
     def signal_weight(self, event: Event) -> float:
         if event.signal == "rating":

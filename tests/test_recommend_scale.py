@@ -159,14 +159,16 @@ def test_one_rating_scale(home, tmp_path, vault):
     assert half < one  # half a star says less than one star
 
 
-def test_candidate_ranking_agrees_with_full_scoring(home, tmp_path, no_network):
+def test_candidate_ranking_agrees_with_full_scoring(home, tmp_path, no_network, monkeypatch):
     ids, topic = synthetic(tmp_path, n_items=600, n_users=400)
+    monkeypatch.setattr("localpers.catalog.LARGE_CATALOG", 500)  # this catalog counts as large at install
     catalog = Catalog("shop")
     catalog.import_file(tmp_path / "items.jsonl", vectors=tmp_path / "items.vectors.npz")
     catalog.save_item_model(build_item_model(tmp_path / "inter.csv", top_k=50).model)
     plain = RecommenderConfig(diversity=0.0, exploration=0.0, interests=0.0)
     full = Recommender(catalog, plain)
-    scaled = Recommender(catalog, RecommenderConfig(**{**plain.__dict__, "large_catalog": 0}))
+    # Its own Catalog object, to see what a large-catalog request loads.
+    scaled = Recommender(Catalog("shop"), RecommenderConfig(**{**plain.__dict__, "large_catalog": 0}))
     assert full.large is None and scaled.large is not None
     rng = np.random.default_rng(3)
     overlaps = []
@@ -177,6 +179,9 @@ def test_candidate_ranking_agrees_with_full_scoring(home, tmp_path, no_network):
         b = [r.item.id for r in scaled.recommend_for(history, 10)]
         assert len(b) == 10 and not set(b) & {ids[k] for k in liked}
         overlaps.append(len(set(a) & set(b)) / 10)
+    # The model was read through the memory-mapped arrays, never loaded whole; no catalog-wide arrays either.
+    assert scaled.catalog._item_model is None and (catalog.folder / "item2item.mapped" / "data.npy").exists()
+    assert len(scaled.items) == 0 and scaled.vectors.shape[0] == 0
     # Measured on this data: all 20 lists identical; z-scores over the candidates instead of the whole
     # catalog may swap a near-tie, so the margin allows some.
     assert np.mean(overlaps) >= 0.9 and min(overlaps) >= 0.7, overlaps
