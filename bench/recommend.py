@@ -223,7 +223,8 @@ def main() -> None:
     parser.add_argument("--latency-users", type=int, default=None)
     parser.add_argument("--builder-method", choices=["auto", "ease", "knn"], default="auto",
                         help="how `localpers catalog build-model` fits our item model (auto: EASE where it fits)")
-    parser.add_argument("--top-k", type=int, default=100, help="neighbours per item in our item model")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="neighbours per item in our item model (default: what a device keeps on install)")
     parser.add_argument("--scale", action="store_true", help="synthetic catalogs of 10^4-10^6 items (see scale_main)")
     parser.add_argument("--sizes", default=None, help="--scale: catalog sizes, e.g. 10000,100000")
     parser.add_argument("--interactions", type=int, default=None, help="--scale: interactions for the item model")
@@ -330,7 +331,8 @@ def main() -> None:
     ours_model = _with_counts(fit_item_model(x_all, ids, method=args.builder_method, l2=lam, top_k=args.top_k),
                               counts)
     catalog.save_item_model(ours_model)
-    log(f"our item model: {ours_model.info['method']}, top {args.top_k} neighbours, {ours_model.weights.nnz:,} "
+    log(f"our item model: {ours_model.info['method']}, top {ours_model.info['top_k']} neighbours, "
+        f"{ours_model.weights.nnz:,} "
         f"weights (dense EASE: {n_items * n_items:,})")
     rec = Recommender(catalog, final_cfg)
     test_histories = histories_for(train, eval_users)
@@ -374,7 +376,8 @@ def main() -> None:
     summary = {
         "bench": "recommend", "quick": args.quick, "users": len(eval_users), "items": n_items,
         "ease_lambda": lam, "itemknn_k": knn_k, "config": _cfg_summary(final_cfg),
-        "item_model": {"method": ours_model.info["method"], "top_k": args.top_k, "weights": int(ours_model.weights.nnz)},
+        "item_model": {"method": ours_model.info["method"], "top_k": ours_model.info["top_k"],
+                       "weights": int(ours_model.weights.nnz)},
         "val_ndcg10": {"ease": round(ease_val[lam], 4), "ours": round(best_val, 4)},
         "overall": {k: {m: round(v, 4) for m, v in row.items()} for k, row in table.items()},
         "cold": {k: {m: round(v, 4) for m, v in row.items()} for k, row in cold.items()},

@@ -13,7 +13,7 @@ each phase in a fresh process so its peak memory is its own:
 4. at 10^4 items (the size of the 9,125-film MovieLens edition) the CLI ``localpers
    recommend`` as a subprocess: wall time and peak memory.
 
-Baseline side by side: the full scan (every item scored) where it still fits, i.e.
+Baseline side by side: the full scan (every item scored) up to 20,000 items, i.e.
 ``large_catalog`` raised above the size; at 10^6 only the candidate path runs.
 
     .venv/bin/python bench/recommend.py --scale --quick             # 10^4 items, 3*10^5 interactions
@@ -81,20 +81,24 @@ def make_interactions(folder: Path, n_items: int, n_interactions: int, topic: np
     weights = [1.0 / np.arange(1, len(items) + 1) ** 0.9 for items in by_topic]
     cdfs = [np.cumsum(w) / w.sum() for w in weights]
     path = folder / "interactions.csv"
-    written, user = 0, 0
+    written, first_user = 0, 0
     with open(path, "w") as f:
         f.write("user_id,item_id\n")
         while written < n_interactions:
-            batch = []
-            for _ in range(2000):
-                size = int(min(200, 5 + rng.pareto(1.5) * 10))
-                topics = rng.integers(0, TOPICS, 2)
-                t = topics[rng.integers(0, 2, size)]
-                picks = [by_topic[tt][min(len(by_topic[tt]) - 1, np.searchsorted(cdfs[tt], rng.random()))] for tt in t]
-                batch.extend(f"u{user},it{k}\n" for k in set(picks))
-                user += 1
-            f.write("".join(batch))
-            written += len(batch)
+            users = 20_000
+            sizes = np.minimum(200, 5 + (rng.pareto(1.5, users) * 10).astype(np.int64))
+            user = np.repeat(np.arange(first_user, first_user + users), sizes)
+            two = rng.integers(0, TOPICS, (users, 2))
+            t = two[user - first_user, rng.integers(0, 2, len(user))]
+            item = np.empty(len(user), dtype=np.int64)
+            r = rng.random(len(user))
+            for tt in np.unique(t):  # vectorized within each topic
+                sel = t == tt
+                item[sel] = by_topic[tt][np.minimum(len(by_topic[tt]) - 1, np.searchsorted(cdfs[tt], r[sel]))]
+            pairs = np.unique(np.stack([user, item], axis=1), axis=0)  # a user meets an item once
+            f.write("".join(f"u{u},it{k}\n" for u, k in pairs.tolist()))
+            written += len(pairs)
+            first_user += users
     return path
 
 
@@ -105,7 +109,7 @@ def phase_build(interactions: str, out: str, method: str) -> dict:
     sys.path.insert(0, str(ROOT))
     from localpers.itemmodel import build_item_model
 
-    report = build_item_model(interactions, method=method, top_k=100, budget_gb=4.0)
+    report = build_item_model(interactions, method=method, budget_gb=4.0)
     report.model.save(out)
     return {"seconds": report.seconds, "peak_mb": peak_mb(), "method": report.method, "items": len(report.model.ids),
             "interactions": report.interactions, "users": report.users, "weights": int(report.model.weights.nnz)}
@@ -190,7 +194,7 @@ def scale_main(args) -> None:
                                                                         [10_000, 100_000, 1_000_000])
     n_inter = args.interactions or (300_000 if args.quick else 10_000_000)
     method = args.builder_method if args.builder_method != "auto" or not args.quick else "knn"
-    requests = 10 if args.quick else 30
+    requests = 10 if args.quick else 20
     rows = []
     for n in sizes:
         work = Path(tempfile.mkdtemp(prefix=f"localpers-scale-{n}-"))
@@ -210,7 +214,7 @@ def scale_main(args) -> None:
                   f"{imp['model_install_s']:.1f}s, peak {imp['peak_mb']:.0f} MB", flush=True)
             users = [20, 200] if args.quick else [20, 200, 2000]
             ours = run_phase(phase_requests, home, users, None, requests)
-            full = run_phase(phase_requests, home, users, 10**9, requests) if n <= 100_000 else None
+            full = run_phase(phase_requests, home, users, 10**9, requests) if n <= 20_000 else None
             print(f"  {'requests (n=10)':<26}{'ours ' + ('candidates' if ours['candidates'] else 'full scan'):>28}"
                   f"{'full scan (baseline)':>28}", flush=True)
             for size in users:

@@ -68,7 +68,10 @@ TITLE_FIELDS = ("title", "name")
 KIND_FIELDS = ("kind", "type")
 MAX_ID = 200
 LARGE_CATALOG = 20_000  # above this many items, requests rank candidates (localpers.candidates)
-MAX_NEIGHBOURS = 200  # an installed item model keeps each item's strongest this many neighbours
+# An installed item model keeps each item's strongest neighbours, both ways: as many as fit in
+# MODEL_WEIGHTS weights (about 16 MB; all of them on a small catalog), but at least MAX_NEIGHBOURS.
+MODEL_WEIGHTS = 2_000_000
+MAX_NEIGHBOURS = 200
 EMBED_CHARS = 1000  # MiniLM reads 256 word pieces; more text only costs time
 # Public-domain books and films; the short descriptions were written for localpers.
 DEMO_CATALOG = Path(__file__).parent / "demo_data" / "catalog.jsonl"
@@ -620,12 +623,12 @@ class Catalog:
         return model
 
     def save_item_model(self, model: "ItemModel") -> None:
-        """Store ``model`` as this catalog's, sparse: at most :data:`MAX_NEIGHBOURS` neighbours per item.
+        """Store ``model`` as this catalog's, sparse: each item's :func:`neighbours_for` strongest weights.
 
         A dense model (EASE on 9,000 items is 83 million weights, 600 MB) costs every request
         seconds to load; its strongest neighbours carry the recommendations.
         """
-        model = model.pruned(MAX_NEIGHBOURS)
+        model = model.pruned(neighbours_for(len(model.ids)))
         model.save(self.folder / "item2item.npz")
         self._item_model = model
         self._touch()
@@ -820,6 +823,17 @@ class ItemModel:
         counts = np.zeros(len(catalog_ids), dtype=np.int64)
         counts[mapping[keep]] = self.counts[keep]
         return aligned, counts
+
+
+def neighbours_for(n_items: int) -> int:
+    """How many neighbours per item a model of ``n_items`` keeps (see :data:`MODEL_WEIGHTS`).
+
+    Example::
+
+        >>> neighbours_for(1682), neighbours_for(9125), neighbours_for(1_000_000)
+        (1189, 219, 200)
+    """
+    return max(MAX_NEIGHBOURS, MODEL_WEIGHTS // max(n_items, 1))
 
 
 def _rank_within(group: np.ndarray, magnitude: np.ndarray) -> np.ndarray:

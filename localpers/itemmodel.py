@@ -56,11 +56,10 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from .catalog import BadRow, ItemModel
+from .catalog import BadRow, ItemModel, neighbours_for
 from .errors import LocalpersError
 from .sources.interactions import COLUMN_GUESSES
 
-DEFAULT_TOP_K = 100
 DEFAULT_BUDGET_GB = 4.0
 EASE_BYTES_PER_CELL = 24  # gram (float64) + its inverse + the float32 result, all n x n
 CHUNK_ROWS = 1_000_000
@@ -294,13 +293,17 @@ def knn_top_k(x: sparse.csr_matrix, top_k: int, *, shrink: float = 10.0, budget_
                              shape=(n_items, n_items), dtype=np.float32)
 
 
-def fit_item_model(x: sparse.csr_matrix, item_ids: list[str], *, method: str = "auto", top_k: int = DEFAULT_TOP_K,
+def fit_item_model(x: sparse.csr_matrix, item_ids: list[str], *, method: str = "auto", top_k: int | None = None,
                    l2: float = 300.0, shrink: float = 10.0, budget_gb: float = DEFAULT_BUDGET_GB,
                    progress: Callable[[int, int], None] | None = None) -> ItemModel:
-    """The sparse top-k :class:`ItemModel` of a user-by-item matrix; ``method`` ``auto``, ``ease`` or ``knn``."""
+    """The sparse top-k :class:`ItemModel` of a user-by-item matrix; ``method`` ``auto``, ``ease`` or ``knn``.
+
+    ``top_k`` defaults to what a device keeps on install (:func:`localpers.catalog.neighbours_for`).
+    """
     from .catalog import fit_ease
 
     n_items = x.shape[1]
+    top_k = top_k or neighbours_for(n_items)
     if method not in ("auto", "ease", "knn"):
         raise LocalpersError(f"unknown method {method!r}; use auto, ease or knn")
     if method == "auto":
@@ -321,7 +324,7 @@ def fit_item_model(x: sparse.csr_matrix, item_ids: list[str], *, method: str = "
 
 
 def build_item_model(path: str | Path, *, columns: dict[str, str] | None = None, min_value: float | None = None,
-                     method: str = "auto", top_k: int = DEFAULT_TOP_K, l2: float = 300.0, shrink: float = 10.0,
+                     method: str = "auto", top_k: int | None = None, l2: float = 300.0, shrink: float = 10.0,
                      budget_gb: float = DEFAULT_BUDGET_GB, progress: Callable[[str, int, int], None] | None = None
                      ) -> BuildReport:
     """Read an interactions file in chunks and fit its sparse top-k item model (see the module docstring)."""

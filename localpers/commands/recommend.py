@@ -115,14 +115,14 @@ def catalog_model(path: Path, catalog_name: str | None) -> None:
               show_default=True, help="Where to write the model (.npz, or neighbour-list .jsonl).")
 @click.option("--method", type=click.Choice(["auto", "ease", "knn"]), default="auto", show_default=True,
               help="EASE where it fits the memory budget, item-kNN beyond (auto), or one of them.")
-@click.option("--top-k", default=100, show_default=True, type=click.IntRange(1, 5000),
-              help="Neighbours kept per item.")
+@click.option("--top-k", type=click.IntRange(1, 100_000),
+              help="Neighbours kept per item (default: what a device keeps, 200 or more on small catalogs).")
 @click.option("--memory-gb", default=4.0, show_default=True, type=click.FloatRange(0.1, 1024),
               help="Memory budget of the fitting step.")
 @click.option("--min-value", type=float, help="Only rows whose value (rating) is at least this count.")
 @click.option("--column", "columns", multiple=True, metavar="ROLE=NAME",
               help="Which column plays which role (user, item, value), e.g. item=asin.")
-def catalog_build_model(interactions: Path, output: Path, method: str, top_k: int, memory_gb: float,
+def catalog_build_model(interactions: Path, output: Path, method: str, top_k: int | None, memory_gb: float,
                         min_value: float | None, columns: tuple[str, ...]) -> None:
     """Build the item-to-item model from aggregate interactions (a publisher's CSV of user, item rows).
 
