@@ -176,16 +176,18 @@ def run_phase(fn, *args) -> dict:
 def cli_recommend(home: str) -> dict:
     """``localpers recommend --user bench`` in its own process (the history the last requests left)."""
     env = {**os.environ, "LOCALPERS_HOME": home, "LOCALPERS_PASSPHRASE": "bench passphrase"}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    result = subprocess.run([str(Path(sys.executable).with_name("localpers")), "recommend", "--user", "bench",
-                             "--catalog", "scale"], env=env, capture_output=True, text=True)
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("localpers")), "recommend", "--user", "bench",
+                             "--catalog", "scale"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak memory
     seconds = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    after = usage.ru_maxrss
     if result.returncode != 0:
         raise SystemExit(f"CLI recommend failed: {result.stderr.strip()}")
-    # ru_maxrss of children is the largest child so far: this child is the largest one run by this process.
-    return {"seconds": seconds, "peak_mb": max(after, before) / 1024, "lines": len(result.stdout.splitlines())}
+    return {"seconds": seconds, "peak_mb": after / 1024, "lines": len(result.stdout.splitlines())}
 
 
 def scale_main(args) -> None:

@@ -67,7 +67,7 @@ COLUMN_ROLES = ("id", "title", "kind", "text", "tags")
 TITLE_FIELDS = ("title", "name")
 KIND_FIELDS = ("kind", "type")
 MAX_ID = 200
-LARGE_CATALOG = 20_000  # above this many items, requests rank candidates (localpers.candidates)
+LARGE_CATALOG = 5_000  # above this many items, requests rank candidates (localpers.candidates)
 # An installed item model keeps each item's strongest neighbours, both ways: as many as fit in
 # MODEL_WEIGHTS weights (about 16 MB; all of them on a small catalog), but at least MAX_NEIGHBOURS.
 MODEL_WEIGHTS = 2_000_000

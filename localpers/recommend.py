@@ -66,6 +66,9 @@ if TYPE_CHECKING:  # pragma: no cover
 # "interaction" is what history imports write for rows that name no signal (a purchase, a view).
 SIGNALS = ("like", "dislike", "not_interested", "rating", "read", "click", "interaction")
 SIMILARITY_CACHE_ITEMS = 4000  # up to this catalog size the full similarity matrix is kept in memory
+# On a large catalog the content signal reads a user's this many heaviest items (recency decay makes
+# the rest weigh little), so a 2,000-item history costs what a 500-item one does.
+CONTENT_ITEMS = 500
 EXPLICIT = {"like", "dislike", "not_interested", "rating"}
 PARTS = ("collaborative", "content", "interests", "popularity", "era")
 # Items released this many years or more before the newest one in the catalog count as classics
@@ -399,6 +402,8 @@ class Recommender:
 
     def _content(self, weights: sparse.csr_matrix) -> np.ndarray:
         sharpness = self.config.content_sharpness
+        if self._one_shot:
+            weights = _heaviest(weights, CONTENT_ITEMS)
         if len(self.items) <= SIMILARITY_CACHE_ITEMS and not self._one_shot:
             # Small catalogs: all item-to-item similarities once (16 MB for 2,000 items), then one product per call.
             if self._similarity is None or self._similarity[0] != sharpness:
@@ -641,6 +646,20 @@ def _record_once_a_day(vault: Any, chosen: "FactSelection") -> int:
             return entry.id
     return record(vault, chosen.disclosure, purpose=chosen.purpose, recipient=chosen.recipient,
                   decision_name=chosen.decision_name, revealed=chosen.used, withheld=chosen.withheld)
+
+
+def _heaviest(weights: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
+    """Each row's ``k`` largest-magnitude entries (rows with fewer are kept whole)."""
+    if not len(weights.indptr) or np.diff(weights.indptr).max(initial=0) <= k:
+        return weights
+    rows = []
+    for u in range(weights.shape[0]):
+        row = weights.getrow(u).tocoo()
+        if row.nnz > k:
+            keep = np.argpartition(-np.abs(row.data), k)[:k]
+            row = sparse.coo_matrix((row.data[keep], (row.row[keep], row.col[keep])), shape=row.shape)
+        rows.append(row)
+    return sparse.vstack(rows).tocsr()
 
 
 def _standardize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
