@@ -67,7 +67,9 @@ COLUMN_ROLES = ("id", "title", "kind", "text", "tags")
 TITLE_FIELDS = ("title", "name")
 KIND_FIELDS = ("kind", "type")
 MAX_ID = 200
-LARGE_CATALOG = 5_000  # above this many items, requests rank candidates (localpers.candidates)
+# Above this many items, requests rank candidates (localpers.candidates). Measured with
+# `bench/recommend.py --scale --quick`: at 10,000 items scoring everything is still faster.
+LARGE_CATALOG = 20_000
 # An installed item model keeps each item's strongest neighbours, both ways: as many as fit in
 # MODEL_WEIGHTS weights (about 16 MB; all of them on a small catalog), but at least MAX_NEIGHBOURS.
 MODEL_WEIGHTS = 2_000_000
