@@ -16,7 +16,7 @@ each phase in a fresh process so its peak memory is its own:
 Baseline side by side: the full scan (every item scored) up to 20,000 items, i.e.
 ``large_catalog`` raised above the size; at 10^6 only the candidate path runs.
 
-    .venv/bin/python bench/recommend.py --scale --quick             # 10^4 items, 3*10^5 interactions
+    .venv/bin/python bench/recommend.py --scale --quick             # 10^4 items, 2*10^5 interactions
     .venv/bin/python bench/recommend.py --scale --sizes 10000,100000
     .venv/bin/python bench/recommend.py --scale                     # 10^4, 10^5, 10^6 items, 10^7 interactions
 """
@@ -194,9 +194,9 @@ def scale_main(args) -> None:
     started = time.time()
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([10_000] if args.quick else
                                                                         [10_000, 100_000, 1_000_000])
-    n_inter = args.interactions or (300_000 if args.quick else 10_000_000)
+    n_inter = args.interactions or (200_000 if args.quick else 10_000_000)
     method = args.builder_method if args.builder_method != "auto" or not args.quick else "knn"
-    requests = 10 if args.quick else 20
+    requests = 8 if args.quick else 20
     rows = []
     for n in sizes:
         work = Path(tempfile.mkdtemp(prefix=f"localpers-scale-{n}-"))
@@ -206,8 +206,8 @@ def scale_main(args) -> None:
             inter = make_interactions(work, n, n_inter, topic)
             print(f"\n{n:,} items: synthetic data written in {time.time() - t:.0f}s", flush=True)
             build = run_phase(phase_build, str(inter), str(work / "model.npz"), method)
-            print(f"  build-model: {build['method']}, {build['interactions']:,} interactions of {build['users']:,} users"
-                  f" -> {build['items']:,} items, {build['weights']:,} weights in {build['seconds']:.1f}s, peak "
+            print(f"  build-model: {build['method']}, {build['interactions']:,} interactions of "
+                  f"{build['users']:,} users -> {build['items']:,} items, {build['weights']:,} weights in {build['seconds']:.1f}s, peak "
                   f"{build['peak_mb']:.0f} MB", flush=True)
             home = str(work / "home")
             imp = run_phase(phase_import, home, str(catalog_file), str(vectors), str(work / "model.npz"))

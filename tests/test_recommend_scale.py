@@ -78,7 +78,8 @@ def test_build_model_reports_broken_rows_and_finishes(home, tmp_path):
         f.write("u2,i4,5,extra\n")    # too many fields
     runner = CliRunner()
     out = tmp_path / "model.npz"
-    result = runner.invoke(main, ["catalog", "build-model", str(tmp_path / "inter.csv"), "-o", str(out), "--top-k", "20"])
+    result = runner.invoke(main, ["catalog", "build-model", str(tmp_path / "inter.csv"), "-o", str(out),
+                                  "--top-k", "20"])
     assert result.exit_code == 0, result.output
     assert "3 broken rows skipped" in result.output
     assert "expected 3 fields, found 2" in result.output and "empty 'user_id'" in result.output
