@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "ml-100k"
 
 from localpers.catalog import Catalog, Item, ItemModel, fit_ease, fit_item_knn  # noqa: E402
+from localpers.itemmodel import fit_item_model  # noqa: E402
 from localpers.recommend import Event, History, Recommender, RecommenderConfig  # noqa: E402
 
 COLD = 5  # "cold" items: fewer training ratings than this
@@ -220,7 +221,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="300 users and smaller grids (under two minutes)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--latency-users", type=int, default=None)
+    parser.add_argument("--builder-method", choices=["auto", "ease", "knn"], default="auto",
+                        help="how `localpers catalog build-model` fits our item model (auto: EASE where it fits)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="neighbours per item in our item model (default: what a device keeps on install)")
+    parser.add_argument("--scale", action="store_true", help="synthetic catalogs of 10^4-10^6 items (see scale_main)")
+    parser.add_argument("--sizes", default=None, help="--scale: catalog sizes, e.g. 10000,100000")
+    parser.add_argument("--interactions", type=int, default=None, help="--scale: interactions for the item model")
     args = parser.parse_args()
+    if args.scale:
+        from bench.recommend_scale import scale_main
+
+        scale_main(args)
+        return
     started = time.time()
     log = lambda msg: print(msg, flush=True)  # noqa: E731
 
@@ -279,8 +292,9 @@ def main() -> None:
     log(f"ItemKNN k on validation: {knn_k} (val NDCG@10 {knn_val[knn_k]:.4f})")
 
     counts_val = train_counts(val_train)
-    catalog.save_item_model(ItemModel.from_dense(ids, fit_ease(x_val_all, lam), counts_val,
-                                                 info={"method": "ease", "l2": lam, "split": "validation"}))
+    # Ours uses the model `localpers catalog build-model` writes: sparse, top-k neighbours per item.
+    catalog.save_item_model(_with_counts(fit_item_model(x_val_all, ids, method=args.builder_method, l2=lam,
+                                                        top_k=args.top_k), counts_val))
     rec = Recommender(catalog)
     product = rec.config  # MMR and exploration as shipped
     val_histories = histories_for(val_train, val_users)
@@ -314,7 +328,12 @@ def main() -> None:
         "ItemKNN": top_lists((x_test @ fit_item_knn(x_all, knn_k)).toarray(), x_test),
         "EASE": top_lists(x_test @ b, x_test),
     }
-    catalog.save_item_model(ItemModel.from_dense(ids, b, counts, info={"method": "ease", "l2": lam}))
+    ours_model = _with_counts(fit_item_model(x_all, ids, method=args.builder_method, l2=lam, top_k=args.top_k),
+                              counts)
+    catalog.save_item_model(ours_model)
+    log(f"our item model: {ours_model.info['method']}, top {ours_model.info['top_k']} neighbours, "
+        f"{ours_model.weights.nnz:,} "
+        f"weights (dense EASE: {n_items * n_items:,})")
     rec = Recommender(catalog, final_cfg)
     test_histories = histories_for(train, eval_users)
     t_rank = time.time()
@@ -331,7 +350,7 @@ def main() -> None:
     log(f"test scoring done in {time.time() - t:.1f}s (ours ranked {len(eval_users)} users in {rank_seconds:.2f}s)")
 
     # ------------------------------------------------------------ latency through the real API
-    latency = measure_latency(home, catalog, items, embedder, train, eval_users, final_cfg, b, counts,
+    latency = measure_latency(home, catalog, items, embedder, train, eval_users, final_cfg, ours_model,
                               args.latency_users or (30 if args.quick else 100))
 
     # ------------------------------------------------------------ report
@@ -357,6 +376,8 @@ def main() -> None:
     summary = {
         "bench": "recommend", "quick": args.quick, "users": len(eval_users), "items": n_items,
         "ease_lambda": lam, "itemknn_k": knn_k, "config": _cfg_summary(final_cfg),
+        "item_model": {"method": ours_model.info["method"], "top_k": ours_model.info["top_k"],
+                       "weights": int(ours_model.weights.nnz)},
         "val_ndcg10": {"ease": round(ease_val[lam], 4), "ours": round(best_val, 4)},
         "overall": {k: {m: round(v, 4) for m, v in row.items()} for k, row in table.items()},
         "cold": {k: {m: round(v, 4) for m, v in row.items()} for k, row in cold.items()},
@@ -366,6 +387,11 @@ def main() -> None:
         "peak_memory_mb": round(peak_mb, 1), "seconds": round(time.time() - started, 1),
     }
     print(json.dumps(summary))
+
+
+def _with_counts(model: ItemModel, counts: np.ndarray) -> ItemModel:
+    """The builder counts users per item from the matrix; the bench's counts are training ratings (the same)."""
+    return ItemModel(model.ids, model.weights, counts, model.info)
 
 
 def _ratio(ours: float, base: float) -> float | None:
@@ -383,7 +409,7 @@ def _cfg_summary(cfg: RecommenderConfig) -> dict:
 
 
 def measure_latency(home: Path, catalog: Catalog, items: list[Item], embedder: CachedEmbedder, train: dict,
-                    users: list[str], cfg: RecommenderConfig, b: np.ndarray, counts: np.ndarray, n_users: int) -> dict:
+                    users: list[str], cfg: RecommenderConfig, model: ItemModel, n_users: int) -> dict:
     """``Recommender.recommend(vault, n=10)`` per user, on a 2,000-item catalog, through a real vault."""
     from localpers.vault import Vault, coarse_time
 
@@ -394,8 +420,7 @@ def measure_latency(home: Path, catalog: Catalog, items: list[Item], embedder: C
     big.add_items(items + [Item(f"new-{it.id}", it.title, it.kind, it.text, it.tags, {**it.attrs, "edition": "new"})
                            for it in extra])
     big.embed_pending(embedder=embedder)
-    ids = [it.id for it in items]
-    big.save_item_model(ItemModel.from_dense(ids, b, counts, info={"method": "ease"}))
+    big.save_item_model(model)
     vault = Vault.create("bench", "bench passphrase", home=home, kdf_seconds=0)
     rec = Recommender(big, cfg, embedder=embedder)
     rec.recommend(vault, n=10)  # warm-up: loads arrays

@@ -5,7 +5,8 @@ one folder per catalog::
 
     <data dir>/catalogs/<name>/catalog.db      items (SQLite, via sqlite-utils)
     <data dir>/catalogs/<name>/vectors.usearch item embeddings (a usearch index)
-    <data dir>/catalogs/<name>/item2item.npz   optional item-to-item model shipped with the catalog
+    <data dir>/catalogs/<name>/item2item.npz   optional item-to-item model shipped with the catalog (sparse top-k)
+    <data dir>/catalogs/<name>/item2item.mapped/ the same model as memory-mapped arrays (large catalogs)
 
 What the user *does* with catalog items (likes, ratings, clicks) is personal and lives
 sealed in the vault's ``interactions`` table, never here.
@@ -25,8 +26,9 @@ Example::
     'Nosferatu'
     >>> catalog.load_item_model("item2item.npz")              # doctest: +SKIP
 
-Input rows (JSONL objects, CSV rows or JSON arrays of objects) need ``id`` and
-``title``; ``kind``/``type``, text fields (``text``, ``description``, ``summary``,
+Input rows (JSONL objects, CSV rows or JSON arrays of objects) need an id (``id``,
+``item_id``, ``movieId``, ``asin``, ``isbn``... or the field ``columns={"id": ...}`` names)
+and a ``title``; ``kind``/``type``, text fields (``text``, ``description``, ``summary``,
 ``overview``, ``abstract``, ``body``) and tags (``tags``, ``genres``, ``categories``,
 ``keywords``; a list or a ``|``/``;``/``,``-separated string) are understood; every
 other field is kept as an attribute.
@@ -58,10 +60,20 @@ from .paths import data_dir, private_dir, private_file
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,59}$")
 TEXT_FIELDS = ("text", "description", "summary", "overview", "abstract", "body")
 TAG_FIELDS = ("tags", "genres", "categories", "keywords")
-ID_FIELDS = ("id", "item_id")
+# The id headers of common public data sets (MovieLens movieId, Amazon asin, Book-Crossing ISBN...).
+ID_FIELDS = ("id", "item_id", "itemid", "movieid", "movie_id", "asin", "isbn", "product_id", "book_id", "track_id",
+             "article_id", "sku")
+COLUMN_ROLES = ("id", "title", "kind", "text", "tags")
 TITLE_FIELDS = ("title", "name")
 KIND_FIELDS = ("kind", "type")
 MAX_ID = 200
+# Above this many items, requests rank candidates (localpers.candidates). Measured with
+# `bench/recommend.py --scale --quick`: at 10,000 items scoring everything is still faster.
+LARGE_CATALOG = 20_000
+# An installed item model keeps each item's strongest neighbours, both ways: as many as fit in
+# MODEL_WEIGHTS weights (about 16 MB; all of them on a small catalog), but at least MAX_NEIGHBOURS.
+MODEL_WEIGHTS = 2_000_000
+MAX_NEIGHBOURS = 200
 EMBED_CHARS = 1000  # MiniLM reads 256 word pieces; more text only costs time
 # Public-domain books and films; the short descriptions were written for localpers.
 DEMO_CATALOG = Path(__file__).parent / "demo_data" / "catalog.jsonl"
@@ -113,6 +125,7 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     embedded: int = 0
+    shipped: int = 0  # items whose embedding came with the catalog
     skipped: list[BadRow] = field(default_factory=list)
 
     @property
@@ -124,6 +137,8 @@ class ImportReport:
         details = []
         if self.added != self.imported:
             details.append(f"{self.added} new, {self.updated} changed, {self.unchanged} unchanged")
+        if self.shipped:
+            details.append(f"{self.shipped} with shipped vectors")
         if self.skipped:
             details.append(f"{len(self.skipped)} broken row{'s' if len(self.skipped) != 1 else ''} skipped")
         return text + (f" ({'; '.join(details)})" if details else "")
@@ -132,13 +147,20 @@ class ImportReport:
 # ---------------------------------------------------------------------- reading files
 
 
-def read_rows(path: str | Path) -> Iterator[tuple[int, dict | BadRow]]:
+def read_rows(path: str | Path, columns: dict[str, str] | None = None) -> Iterator[tuple[int, dict | BadRow]]:
     """Yield ``(line number, row dict)`` from a JSONL, JSON or CSV file, or a :class:`BadRow`.
 
     File-level problems (missing file, unknown format, CSV without the needed header)
     raise :class:`LocalpersError`; row-level problems are yielded, so an import can
-    report them and carry on.
+    report them and carry on. ``columns`` maps a role (id, title, kind, text, tags) to
+    the field that plays it, e.g. ``{"id": "ean", "title": "product_name"}``.
     """
+    rename = _column_map(columns or {})
+    for n, row in _read_any(path, rename):
+        yield n, row if isinstance(row, BadRow) or not rename else _renamed(row, rename)
+
+
+def _read_any(path: str | Path, rename: dict[str, str]) -> Iterator[tuple[int, dict | BadRow]]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise LocalpersError(f"no such catalog file: {path}")
@@ -150,7 +172,7 @@ def read_rows(path: str | Path) -> Iterator[tuple[int, dict | BadRow]]:
     except UnicodeDecodeError as exc:
         raise LocalpersError(f"{path.name} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     if suffix in (".csv", ".tsv"):
-        yield from _read_csv(text, path.name, "\t" if suffix == ".tsv" else ",")
+        yield from _read_csv(text, path.name, "\t" if suffix == ".tsv" else ",", rename)
     elif suffix == ".json" and text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
@@ -173,14 +195,19 @@ def read_rows(path: str | Path) -> Iterator[tuple[int, dict | BadRow]]:
 _EXTRA = "\0extra"  # where csv puts the values of a row longer than the header
 
 
-def _read_csv(text: str, name: str, delimiter: str) -> Iterator[tuple[int, dict | BadRow]]:
+def _read_csv(text: str, name: str, delimiter: str, rename: dict[str, str]) -> Iterator[tuple[int, dict | BadRow]]:
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter, restkey=_EXTRA)
     header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing_named = [n for n in rename if n not in header]
+    if missing_named:
+        raise LocalpersError(f"{name} has no column {missing_named[0]!r} (its columns: {', '.join(header)})")
+    header = [rename.get(h, h) for h in header]
     if not header:
         return
     missing = [f"{names[0]!r}" for names in (ID_FIELDS, TITLE_FIELDS) if not set(names) & set(header)]
     if missing:
-        raise LocalpersError(f"{name}: the header needs {' and '.join(missing)} columns (found: {', '.join(header)})")
+        raise LocalpersError(f"{name}: the header needs {' and '.join(missing)} columns (found: {', '.join(header)}); "
+                             f"name them with --column id=NAME --column title=NAME")
     reader.fieldnames = header
     for row in reader:
         line = reader.line_num
@@ -190,6 +217,21 @@ def _read_csv(text: str, name: str, delimiter: str) -> Iterator[tuple[int, dict 
             yield line, BadRow(line, f"{sum(v is not None for v in row.values())} fields, the header has {len(header)}")
         else:
             yield line, {k: v for k, v in row.items() if v != ""}
+
+
+def _column_map(columns: dict[str, str]) -> dict[str, str]:
+    """``{role: field}`` -> ``{field (lower case): canonical name}``, refusing unknown roles."""
+    unknown = sorted(set(columns) - set(COLUMN_ROLES))
+    if unknown:
+        raise LocalpersError(f"unknown column role(s) {', '.join(unknown)}; use {', '.join(COLUMN_ROLES)}")
+    return {name.strip().lower(): role for role, name in columns.items() if name}
+
+
+def _renamed(row: dict, rename: dict[str, str]) -> dict:
+    lowered = {str(k).strip().lower(): v for k, v in row.items()}
+    out = {k: v for k, v in lowered.items() if k not in rename}
+    out.update({role: lowered[name] for name, role in rename.items() if name in lowered})  # the mapped field wins
+    return out
 
 
 def parse_item(row: dict, *, default_kind: str = "") -> Item:
@@ -417,16 +459,25 @@ class Catalog:
         return report
 
     def import_file(self, path: str | Path, *, default_kind: str = "", embedder: Any = None,
-                    progress: Callable[[int, int], None] | None = None) -> ImportReport:
+                    progress: Callable[[int, int], None] | None = None,
+                    columns: dict[str, str] | None = None, vectors: str | Path | None = None) -> ImportReport:
         """Import a JSONL/JSON/CSV file, then embed what is new or changed.
+
+        ``columns`` names the fields that play the roles id, title, kind, text and tags
+        when the file's own names are not among the known ones (``{"id": "ean"}``).
+        ``vectors``: the publisher's precomputed embeddings (see :func:`load_shipped_vectors`);
+        items they cover need no embedding on this machine.
 
         Broken rows are reported in the result and skipped. Interrupting the embedding
         keeps what is done; importing again (or :meth:`embed_pending`) finishes the rest.
         """
-        numbered = list(read_rows(path))
+        shipped = load_shipped_vectors(vectors, self.embedding_model()) if vectors is not None else None
+        numbered = list(read_rows(path, columns))
         report = self.add_items((row for _, row in numbered), default_kind=default_kind,
                                 lines=(n for n, _ in numbered))
         self._set_meta("source", str(Path(path).expanduser().resolve()))
+        if shipped is not None:
+            report.shipped = self.add_vectors(*shipped)
         report.embedded = self.embed_pending(embedder=embedder, progress=progress)
         return report
 
@@ -492,6 +543,29 @@ class Catalog:
                 self._touch()
         return len(done)
 
+    def add_vectors(self, ids: list[str], vectors: np.ndarray, model: str) -> int:
+        """Store precomputed embeddings of items (from ``model``); returns how many items they covered.
+
+        Ids that are not in the catalog are ignored. Items whose vector is stored count
+        as embedded, so :meth:`embed_pending` leaves them alone.
+        """
+        known = {r["id"] for r in self.db.query("select id from items")}
+        keep = [k for k, item_id in enumerate(ids) if item_id in known]
+        if not keep:
+            return 0
+        self._set_meta("embedding_model", model)
+        index = self.vectors(dim=vectors.shape[1])
+        if len(index) == 0 or index.dim != vectors.shape[1]:
+            # A new index for many vectors at once: half-precision and a lighter build (2-3x faster to
+            # build; recall at k=10 stays above 0.95 on catalog embeddings). Other vectors start over.
+            self.db.execute("update items set embedded = 0")
+            index = self._index = VectorIndex(vectors.shape[1], dtype="f16", expansion_add=64)
+        chosen = [ids[k] for k in keep]
+        index.add(chosen, vectors[keep])
+        self._commit_embedded(index, chosen)
+        self._touch()
+        return len(chosen)
+
     def _commit_embedded(self, index: VectorIndex, ids: list[str]) -> None:
         # Index file first, then the flags: a crash in between only re-embeds a batch.
         self._save_index(index)
@@ -554,9 +628,19 @@ class Catalog:
         return model
 
     def save_item_model(self, model: "ItemModel") -> None:
+        """Store ``model`` as this catalog's, sparse: each item's :func:`neighbours_for` strongest weights.
+
+        A dense model (EASE on 9,000 items is 83 million weights, 600 MB) costs every request
+        seconds to load; its strongest neighbours carry the recommendations.
+        """
+        model = model.pruned(neighbours_for(len(model.ids)))
         model.save(self.folder / "item2item.npz")
         self._item_model = model
         self._touch()
+        if len(self) > LARGE_CATALOG:
+            from .candidates import write_mapped  # deferred: candidates imports this module
+
+            write_mapped(self)  # here, so that no request of a large catalog ever reads the whole model
 
     @property
     def item_model(self) -> "ItemModel | None":
@@ -569,6 +653,52 @@ class Catalog:
         """Remove this catalog from disk."""
         self.db.conn.close()
         shutil.rmtree(self.folder)
+
+
+# The dimension each embedding model gives: shipped vectors must match it.
+EMBEDDING_DIMS = {"all-minilm-l6-v2": 384}
+
+
+def load_shipped_vectors(path: str | Path, model: str) -> tuple[list[str], np.ndarray, str]:
+    """Read a publisher's precomputed item embeddings: ``(ids, vectors, model)``.
+
+    The file is an ``.npz`` with ``ids`` (n strings), ``vectors`` (n x dim numbers) and
+    ``model`` (the embedding model's name, e.g. ``all-minilm-l6-v2``). Vectors from another
+    model than ``model`` (the catalog's), or of another dimension than that model gives,
+    cannot be compared with the user's and are refused.
+
+    Example::
+
+        >>> np.savez("films.vectors.npz", ids=np.array(ids), vectors=vecs,
+        ...          model=np.array("all-minilm-l6-v2"))                      # doctest: +SKIP
+        >>> Catalog("films").import_file("films.jsonl", vectors="films.vectors.npz")  # doctest: +SKIP
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise LocalpersError(f"no such vectors file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            ids = [str(i) for i in f["ids"]]
+            vectors = np.asarray(f["vectors"])
+            shipped_model = str(f["model"]) if "model" in f else ""
+    except (OSError, ValueError, KeyError) as exc:
+        raise LocalpersError(f"{path.name} is not a vectors file (.npz with ids, vectors and model): {exc}") from exc
+    if not shipped_model:
+        raise LocalpersError(f"{path.name} does not say which model made its vectors; add a 'model' entry "
+                             f"(this catalog embeds with {model!r})")
+    if shipped_model.lower() != model.lower():
+        raise LocalpersError(f"{path.name} was embedded with {shipped_model!r}, but this catalog embeds with "
+                             f"{model!r}: the vectors would not compare; ship {model!r} vectors or import without them")
+    want = EMBEDDING_DIMS.get(model.lower())
+    if vectors.ndim != 2 or len(vectors) != len(ids) or (want is not None and vectors.shape[1] != want):
+        shape = "x".join(str(d) for d in vectors.shape)
+        raise LocalpersError(f"{path.name} holds {shape} vectors for {len(ids)} ids; {model!r} gives "
+                             f"{want or 'fixed-size'}-dimensional vectors, one per id")
+    if not np.issubdtype(vectors.dtype, np.number) or not np.isfinite(vectors).all():
+        raise LocalpersError(f"{path.name}: the vectors must be finite numbers")
+    vectors = vectors.astype(np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return ids, vectors / np.where(norms > 0, norms, 1.0), shipped_model.lower()
 
 
 def _digest(text: str) -> str:
@@ -617,6 +747,23 @@ class ItemModel:
             np.put_along_axis(weights, drop, 0.0, axis=1)
         counts = np.zeros(len(ids), dtype=np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
         return cls([str(i) for i in ids], sparse.csr_matrix(weights), counts, dict(info or {}))
+
+    def pruned(self, top_k: int) -> "ItemModel":
+        """This model with each item's ``top_k`` largest-magnitude weights kept, both ways.
+
+        An entry stays when it is among the strongest ``top_k`` of its row (what the item
+        predicts) or of its column (what predicts the item), so rarely used items keep
+        their collaborative score. A model already at most ``top_k`` per row is kept as is.
+        """
+        w = self.weights.tocsr()
+        lengths = np.diff(w.indptr)
+        if not len(lengths) or lengths.max() <= top_k:
+            return self
+        coo = w.tocoo()
+        magnitude = np.abs(coo.data)
+        keep = (_rank_within(coo.row, magnitude) < top_k) | (_rank_within(coo.col, magnitude) < top_k)
+        weights = sparse.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=w.shape, dtype=np.float32)
+        return ItemModel(self.ids, weights, self.counts, {**self.info, "top_k": top_k})
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -681,6 +828,26 @@ class ItemModel:
         counts = np.zeros(len(catalog_ids), dtype=np.int64)
         counts[mapping[keep]] = self.counts[keep]
         return aligned, counts
+
+
+def neighbours_for(n_items: int) -> int:
+    """How many neighbours per item a model of ``n_items`` keeps (see :data:`MODEL_WEIGHTS`).
+
+    Example::
+
+        >>> neighbours_for(1682), neighbours_for(9125), neighbours_for(1_000_000)
+        (1189, 219, 200)
+    """
+    return max(MAX_NEIGHBOURS, MODEL_WEIGHTS // max(n_items, 1))
+
+
+def _rank_within(group: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
+    """Each entry's rank by ``magnitude`` (0 = largest) among the entries of its ``group``."""
+    order = np.lexsort((-magnitude, group))
+    sorted_group = group[order]
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - np.searchsorted(sorted_group, sorted_group, side="left")
+    return rank
 
 
 def interaction_matrix(pairs: Iterable[tuple[Any, str]], ids: list[str]) -> sparse.csr_matrix:

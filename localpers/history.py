@@ -502,12 +502,13 @@ class History:
     def import_path(self, path: str | Path, *, format: str | None = None, kind: str | None = None,
                     sent_from: Sequence[str] | str | None = None, text_field: str | None = None,
                     columns: dict[str, str] | None = None, user_id: str | None = None, min_words: int = 3,
-                    progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> ImportReport:
+                    progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+                    rating_scale: str | None = None) -> ImportReport:
         """Import one source (file or folder) into the history; see :mod:`localpers.sources` for formats.
 
         ``format`` picks the importer (default: guessed from the path); ``kind`` overrides
         the stored kind; ``sent_from`` lists the user's mail addresses; ``text_field``
-        names the JSONL text field; ``columns`` / ``user_id`` configure CSV imports.
+        names the JSONL text field; ``columns`` / ``user_id`` / ``rating_scale`` configure CSV imports.
         ``progress(done, total, message)`` is called as the import advances (``done`` and
         ``total`` in the source's unit, bytes or files). Setting ``cancel`` stops after the
         current batch; the next call with the same arguments resumes there.
@@ -520,10 +521,11 @@ class History:
         """
         started = time.monotonic()
         source = sources.open_source(path, format=format, kind=kind, sent_from=sent_from, text_field=text_field,
-                                     columns=columns, user_id=user_id, min_words=min_words)
+                                     columns=columns, user_id=user_id, min_words=min_words,
+                                     rating_scale=rating_scale)
         addresses = sorted(a.lower() for a in ([sent_from] if isinstance(sent_from, str) else (sent_from or [])))
         options = [source.format, str(source.path), kind, addresses, text_field, sorted((columns or {}).items()),
-                   user_id, min_words]
+                   user_id, min_words] + ([rating_scale] if rating_scale else [])
         key = self.vault.keyed_hash(repr(options), "import")
         report = ImportReport(source=str(source.path), format=source.format)
         identity = source.identity()

@@ -56,8 +56,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import sparse
 
-from .catalog import Catalog, Item, fit_ease, fit_item_knn  # noqa: F401  (fit_* re-exported for bench and users)
+from .catalog import LARGE_CATALOG, Catalog, Item, fit_ease, fit_item_knn  # noqa: F401  (fit_* re-exported)
 from .errors import LocalpersError
+from .ratings import STARS
 
 if TYPE_CHECKING:  # pragma: no cover
     from .disclosure import FactSelection
@@ -65,6 +66,9 @@ if TYPE_CHECKING:  # pragma: no cover
 # "interaction" is what history imports write for rows that name no signal (a purchase, a view).
 SIGNALS = ("like", "dislike", "not_interested", "rating", "read", "click", "interaction")
 SIMILARITY_CACHE_ITEMS = 4000  # up to this catalog size the full similarity matrix is kept in memory
+# On a large catalog the content signal reads a user's this many heaviest items (recency decay makes
+# the rest weigh little), so a 2,000-item history costs what a 500-item one does.
+CONTENT_ITEMS = 500
 EXPLICIT = {"like", "dislike", "not_interested", "rating"}
 PARTS = ("collaborative", "content", "interests", "popularity", "era")
 # Items released this many years or more before the newest one in the catalog count as classics
@@ -76,7 +80,7 @@ RECIPIENT = "local recommender"  # who gets the profile facts, as the disclosure
 
 @dataclass(frozen=True)
 class Event:
-    """One interaction with a catalog item (``value``: the stars of a rating, 1-5)."""
+    """One interaction with a catalog item (``value``: the stars of a rating, 0.5-5)."""
 
     item: str
     signal: str
@@ -144,11 +148,15 @@ class RecommenderConfig:
     novel_below: int = 5
     explore_content: float = 0.5
     pool: int = 100  # how many top items MMR chooses from
+    # Above this many items a request scores candidates (localpers.candidates), not the whole catalog.
+    large_catalog: int = LARGE_CATALOG
 
     def signal_weight(self, event: Event) -> float:
         if event.signal == "rating":
-            stars = min(5.0, max(1.0, float(event.value if event.value is not None else 3.0)))
-            low = min(int(stars), 4)  # linear between the two nearest whole stars
+            # Stars (localpers.ratings): linear between the two nearest whole stars; half a star
+            # continues the 1-2 star slope below 1.
+            stars = min(STARS[1], max(STARS[0], float(event.value if event.value is not None else 3.0)))
+            low = min(max(int(stars), 1), 4)
             return self.stars[low - 1] + (stars - low) * (self.stars[low] - self.stars[low - 1])
         return float(getattr(self, event.signal))
 
@@ -197,6 +205,8 @@ class Scores:
 class Recommender:
     """Recommend catalog items to a user; see the module docstring for how."""
 
+    _one_shot = False
+
     def __init__(self, catalog: Catalog, config: RecommenderConfig | None = None, *, embedder: Any = None) -> None:
         self.catalog = catalog
         self.config = config or RecommenderConfig()
@@ -206,25 +216,53 @@ class Recommender:
 
     # ------------------------------------------------------------------ catalog arrays
 
+    @classmethod
+    def over(cls, catalog: Catalog, config: RecommenderConfig, items: list[Item], vectors: np.ndarray,
+             model: sparse.csr_matrix | None, counts: np.ndarray, *, embedder: Any = None) -> "Recommender":
+        """A Recommender over some of ``catalog``'s items with the arrays given (the candidates of a request)."""
+        self = cls.__new__(cls)
+        self.catalog, self.config, self._embedder, self.large = catalog, config, embedder, None
+        self._one_shot = True  # used for one request: caching the similarity matrix would not pay
+        self._set_arrays(items, vectors, model, counts)
+        self._version = catalog.version
+        return self
+
     def _load(self) -> None:
         """(Re)build the arrays the scorer needs when the catalog changed."""
         if self._version == self.catalog.version:
             return
-        self.items: list[Item] = list(self.catalog.items())
+        if len(self.catalog) > self.config.large_catalog:
+            from .candidates import CandidateRanker
+
+            self.large = CandidateRanker(self)  # nothing proportional to the catalog is loaded
+            self._set_arrays([], np.zeros((0, 384), dtype=np.float32), None, np.zeros(0, dtype=np.int64))
+            self._version = self.catalog.version
+            return
+        self.large = None
+        items = list(self.catalog.items())
+        vectors = self.catalog.matrix() if items else np.zeros((0, 384), dtype=np.float32)
+        model = self.catalog.item_model
+        if model is not None and items:
+            weights, counts = model.aligned([item.id for item in items])
+        else:
+            weights, counts = None, np.zeros(len(items), dtype=np.int64)
+        self._set_arrays(items, vectors, weights, counts)
+        self._version = self.catalog.version
+
+    def _set_arrays(self, items: list[Item], vectors: np.ndarray, weights: sparse.csr_matrix | None,
+                    counts: np.ndarray) -> None:
+        self.items: list[Item] = items
         self.ids = [item.id for item in self.items]
         self.position = {item_id: k for k, item_id in enumerate(self.ids)}
-        self.vectors = self.catalog.matrix() if self.items else np.zeros((0, 384), dtype=np.float32)
-        model = self.catalog.item_model
+        self.vectors = vectors
         n = len(self.items)
-        if model is not None and n:
-            weights, counts = model.aligned(self.ids)
+        self.counts = np.asarray(counts, dtype=np.int64)
+        if weights is not None and n:
             # Dense products are faster while the model is dense and the catalog small (EASE on 2k items).
             dense = weights.nnz > 0.05 * n * n and n <= 20_000
             self.model: np.ndarray | sparse.csr_matrix | None = weights.toarray() if dense else weights
-            self.counts = counts
         else:
             self.model = None
-            self.counts = np.zeros(n, dtype=np.int64)
         self.has_counts = bool(self.counts.any())
         self._similarity: tuple[float, np.ndarray] | None = None
         self.popularity = np.log1p(self.counts).astype(np.float32)
@@ -237,7 +275,6 @@ class Recommender:
             self.classic[dated] = -1.0
             self.classic[old] = 1.0
         self.has_eras = bool((self.classic > 0).any() and (self.classic < 0).any())
-        self._version = self.catalog.version
 
     def refresh(self) -> None:
         """Pick up catalog changes (new items, a new item model)."""
@@ -249,7 +286,10 @@ class Recommender:
         """The user's interactions with this catalog (oldest first) and their interest text."""
         from .profile import interest_text
 
-        events = [e for e in read_events(vault, self.catalog.name) if e.item in self.position]
+        self._load()
+        events = read_events(vault, self.catalog.name)
+        if not self.large:  # a large catalog's candidates drop unknown items themselves
+            events = [e for e in events if e.item in self.position]
         text = interest_text(vault) if interests is None else interests
         history = History(events, text)
         if text.strip():
@@ -362,7 +402,9 @@ class Recommender:
 
     def _content(self, weights: sparse.csr_matrix) -> np.ndarray:
         sharpness = self.config.content_sharpness
-        if len(self.items) <= SIMILARITY_CACHE_ITEMS:
+        if self._one_shot:
+            weights = _heaviest(weights, CONTENT_ITEMS)
+        if len(self.items) <= SIMILARITY_CACHE_ITEMS and not self._one_shot:
             # Small catalogs: all item-to-item similarities once (16 MB for 2,000 items), then one product per call.
             if self._similarity is None or self._similarity[0] != sharpness:
                 self._similarity = (sharpness, self._sharpened(np.arange(len(self.items))))
@@ -456,6 +498,8 @@ class Recommender:
                       tags: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> list[Recommendation]:
         """A list for one history, each item with its reason."""
         self._load()
+        if self.large:
+            return self.large.subset(history).recommend_for(history, n, kinds=kinds, tags=tags, exclude=exclude)
         if not self.items or n <= 0:
             return []
         scores = self.score([history])
@@ -604,6 +648,20 @@ def _record_once_a_day(vault: Any, chosen: "FactSelection") -> int:
                   decision_name=chosen.decision_name, revealed=chosen.used, withheld=chosen.withheld)
 
 
+def _heaviest(weights: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
+    """Each row's ``k`` largest-magnitude entries (rows with fewer are kept whole)."""
+    if not len(weights.indptr) or np.diff(weights.indptr).max(initial=0) <= k:
+        return weights
+    rows = []
+    for u in range(weights.shape[0]):
+        row = weights.getrow(u).tocoo()
+        if row.nnz > k:
+            keep = np.argpartition(-np.abs(row.data), k)[:k]
+            row = sparse.coo_matrix((row.data[keep], (row.row[keep], row.col[keep])), shape=row.shape)
+        rows.append(row)
+    return sparse.vstack(rows).tocsr()
+
+
 def _standardize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = values.mean(axis=1, keepdims=True)
     sd = values.std(axis=1, keepdims=True)
@@ -700,10 +758,10 @@ def record_feedback(vault: Any, catalog: Catalog, item_id: str, signal: str, val
         raise LocalpersError(f"catalog {catalog.name!r} has no item {item_id!r}")
     if signal == "rating":
         if value is None:
-            raise LocalpersError("a rating needs a value: 1 to 5 stars (--value 4)")
+            raise LocalpersError("a rating needs a value: 0.5 to 5 stars, half stars allowed (--value 4)")
         value = float(value)
-        if not 1 <= value <= 5:
-            raise LocalpersError(f"a rating is 1 to 5 stars, not {value:g}")
+        if not STARS[0] <= value <= STARS[1]:
+            raise LocalpersError(f"a rating is {STARS[0]:g} to {STARS[1]:g} stars (half stars allowed), not {value:g}")
     elif value is not None:
         raise LocalpersError(f"{signal.replace('_', '-')} takes no value; only a rating does")
     meta = {"catalog": catalog.name, "title": item.title, "kind": item.kind, "tags": list(item.tags)}

@@ -179,7 +179,7 @@ def test_feedback_errors_name_the_problem(catalog, vault):
         record_feedback(vault, catalog, "nope", "like")
     with pytest.raises(LocalpersError, match="a rating needs a value"):
         record_feedback(vault, catalog, "dracula", "rating")
-    with pytest.raises(LocalpersError, match="1 to 5 stars, not 7"):
+    with pytest.raises(LocalpersError, match=r"0.5 to 5 stars \(half stars allowed\), not 7"):
         record_feedback(vault, catalog, "dracula", "rating", 7)
     with pytest.raises(LocalpersError, match="unknown feedback 'love'"):
         record_feedback(vault, catalog, "dracula", "love")

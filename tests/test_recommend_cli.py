@@ -83,7 +83,7 @@ def test_user_errors_are_one_line_and_exit_1(cli, tmp_path):
     for args, message in [
         (("feedback", "nope", "like"), "catalog 'shelf' has no item 'nope'"),
         (("feedback", "dracula", "rating"), "a rating needs a value"),
-        (("feedback", "dracula", "rating", "--value", "9"), "a rating is 1 to 5 stars, not 9"),
+        (("feedback", "dracula", "rating", "--value", "9"), "a rating is 0.5 to 5 stars (half stars allowed), not 9"),
         (("recommend", "--catalog", "other"), "no catalog named 'other'; there is shelf"),
         (("catalog", "import", str(tmp_path / "missing.csv")), "no such catalog file"),
     ]:

@@ -102,11 +102,14 @@ class _Progress:
 @click.option("--column", "columns", multiple=True, metavar="ROLE=NAME",
               help="CSV: which column plays which role (item, value, signal, time, user), e.g. item=asin.")
 @click.option("--user-id", help="CSV: import only the rows of this user id.")
+@click.option("--rating-scale", metavar="LOW-HIGH",
+              help="CSV: the scale of the file's ratings, e.g. 1-10 (default 0.5-5 stars); other values are refused.")
 @click.option("--min-words", default=3, show_default=True, help="Mail: drop messages with fewer words of your own.")
 @click.option("--show-rejected", is_flag=True, help="List every rejected record (default: the first 10).")
 @user_options
 def import_cmd(sources: tuple[Path, ...], fmt: str | None, kind: str | None, sent_from: tuple[str, ...],
-               text_field: str | None, columns: tuple[str, ...], user_id: str | None, min_words: int,
+               text_field: str | None, columns: tuple[str, ...], user_id: str | None, rating_scale: str | None,
+               min_words: int,
                show_rejected: bool, user: str | None) -> None:
     """Import your emails (mbox, Maildir, .eml), notes, JSONL or ratings CSV into your history.
 
@@ -138,7 +141,8 @@ def import_cmd(sources: tuple[Path, ...], fmt: str | None, kind: str | None, sen
             try:
                 report = history.import_path(path, format=fmt, kind=kind, sent_from=list(sent_from) or None,
                                              text_field=text_field, columns=roles or None, user_id=user_id,
-                                             min_words=min_words, progress=bar, cancel=cancel)
+                                             min_words=min_words, progress=bar, cancel=cancel,
+                                             rating_scale=rating_scale)
             finally:
                 bar.close()
             click.echo(report.summary())

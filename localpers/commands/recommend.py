@@ -49,7 +49,12 @@ def catalog_group() -> None:
 @click.option("--item-model", type=click.Path(dir_okay=False, path_type=Path),
               help="An item-to-item model shipped with the catalog (.npz or neighbour-list .jsonl).")
 @click.option("--demo", is_flag=True, help="Import the bundled demo catalog (public-domain books and films).")
-def catalog_import(path: Path | None, name: str | None, kind: str, item_model: Path | None, demo: bool) -> None:
+@click.option("--column", "columns", multiple=True, metavar="ROLE=NAME",
+              help="Which field plays which role (id, title, kind, text, tags), e.g. id=ean.")
+@click.option("--vectors", type=click.Path(dir_okay=False, path_type=Path),
+              help="Precomputed item embeddings shipped with the catalog (.npz with ids, vectors, model).")
+def catalog_import(path: Path | None, name: str | None, kind: str, item_model: Path | None, demo: bool,
+                   columns: tuple[str, ...], vectors: Path | None) -> None:
     """Import items from a JSONL, JSON or CSV file (rows need id and title).
 
     Broken rows are listed and skipped. Run the command again after an interruption:
@@ -72,7 +77,8 @@ def catalog_import(path: Path | None, name: str | None, kind: str, item_model: P
         bar.update(done - bar.pos)
 
     try:
-        report = catalog.import_file(path, default_kind=kind, progress=progress)
+        report = catalog.import_file(path, default_kind=kind, progress=progress, columns=_roles(columns),
+                                     vectors=vectors)
     except KeyboardInterrupt:
         click.echo(f"\nStopped; {len(catalog) - catalog.pending()} of {len(catalog)} items are embedded. "
                    f"Run the same command again to finish.", err=True)
@@ -101,6 +107,60 @@ def catalog_model(path: Path, catalog_name: str | None) -> None:
     model = catalog.load_item_model(path)
     click.echo(f"item model installed in {catalog.name!r}: {model.info.get('matched', 0)} of {len(model.ids)} "
                f"items match the catalog")
+
+
+@catalog_group.command(name="build-model")
+@click.argument("interactions", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("item2item.npz"),
+              show_default=True, help="Where to write the model (.npz, or neighbour-list .jsonl).")
+@click.option("--method", type=click.Choice(["auto", "ease", "knn"]), default="auto", show_default=True,
+              help="EASE where it fits the memory budget, item-kNN beyond (auto), or one of them.")
+@click.option("--top-k", type=click.IntRange(1, 100_000),
+              help="Neighbours kept per item (default: what a device keeps, 200 or more on small catalogs).")
+@click.option("--memory-gb", default=4.0, show_default=True, type=click.FloatRange(0.1, 1024),
+              help="Memory budget of the fitting step.")
+@click.option("--min-value", type=float, help="Only rows whose value (rating) is at least this count.")
+@click.option("--column", "columns", multiple=True, metavar="ROLE=NAME",
+              help="Which column plays which role (user, item, value), e.g. item=asin.")
+def catalog_build_model(interactions: Path, output: Path, method: str, top_k: int | None, memory_gb: float,
+                        min_value: float | None, columns: tuple[str, ...]) -> None:
+    """Build the item-to-item model from aggregate interactions (a publisher's CSV of user, item rows).
+
+    Reads the file in chunks, reports broken rows and carries on, and writes the sparse
+    top-k neighbour model that `localpers catalog model` installs.
+    """
+    from ..itemmodel import build_item_model, iter_neighbours
+
+    def progress(stage: str, done: int, total: int) -> None:
+        click.echo(f"{stage}: {done:,}" + (f" of {total:,}" if total else " rows"), err=True)
+
+    report = build_item_model(interactions, columns=_roles(columns), min_value=min_value, method=method,
+                              top_k=top_k, budget_gb=memory_gb, progress=progress)
+    for bad in report.broken_rows:
+        click.echo(f"skipped {bad}", err=True)
+    if report.broken > len(report.broken_rows):
+        click.echo(f"... and {report.broken - len(report.broken_rows):,} more broken rows", err=True)
+    if output.suffix.lower() in (".jsonl", ".ndjson"):
+        tmp = output.with_name(output.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for row in iter_neighbours(report.model):
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        tmp.replace(output)
+    else:
+        report.model.save(output)
+    click.echo(report.summary())
+    click.echo(f"written to {output}; install it with: localpers catalog model {output}")
+
+
+def _roles(specs: tuple[str, ...]) -> dict[str, str] | None:
+    """``("item=asin", ...)`` -> ``{"item": "asin"}`` (the --column option)."""
+    roles = {}
+    for spec in specs:
+        role, sep, name = spec.partition("=")
+        if not sep or not role.strip() or not name.strip():
+            raise click.BadParameter(f"{spec!r}: use ROLE=NAME, e.g. item=asin", param_hint="--column")
+        roles[role.strip().lower()] = name.strip()
+    return roles or None
 
 
 @catalog_group.command(name="list")
@@ -188,10 +248,10 @@ def recommend_cmd(count: int, kind: tuple[str, ...], tag: tuple[str, ...], catal
 @user_option
 @click.argument("item_id")
 @click.argument("signal", type=click.Choice(FEEDBACK, case_sensitive=False))
-@click.option("--value", type=float, help="Stars for a rating, 1 to 5.")
+@click.option("--value", type=float, help="Stars for a rating, 0.5 to 5 (half stars allowed).")
 @click.option("--catalog", "catalog_name", help="Which catalog (default: the only one).")
 def feedback_cmd(item_id: str, signal: str, value: float | None, catalog_name: str | None, user: str | None) -> None:
-    """Tell the recommender what you think of an item: like, dislike, not-interested, rating (--value 1-5)."""
+    """Tell the recommender what you think of an item: like, dislike, not-interested, rating (--value 0.5-5)."""
     from ..cli import open_vault
     from ..recommend import record_feedback
 

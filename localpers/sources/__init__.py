@@ -249,13 +249,14 @@ def parse_time(value: Any) -> float | None:
 def open_source(path: str | Path, *, format: str | None = None, kind: str | None = None,
                 sent_from: list[str] | str | None = None, text_field: str | None = None,
                 columns: dict[str, str] | None = None, user_id: str | None = None,
-                min_words: int = 3) -> Source:
+                min_words: int = 3, rating_scale: str | None = None) -> Source:
     """Pick the importer for ``path`` (or the one named by ``format``) and configure it.
 
     ``kind`` overrides the kind stored with each item ("email", "note", ...).
     ``sent_from`` lists the user's own addresses (mail importers keep only what they sent).
     ``text_field`` names the JSONL field holding the text. ``columns`` and ``user_id``
-    configure the CSV importer (see :mod:`localpers.sources.interactions`).
+    configure the CSV importer (see :mod:`localpers.sources.interactions`), ``rating_scale``
+    declares its ratings' scale (``"1-10"``; default: 0.5-5 stars, see :mod:`localpers.ratings`).
 
     Raises :class:`LocalpersError` when the path is missing or its format unknown.
     """
@@ -281,7 +282,7 @@ def open_source(path: str | Path, *, format: str | None = None, kind: str | None
     if fmt == "jsonl":
         return JsonlSource(path, text_field=text_field, kind=kind)
     if fmt == "csv":
-        return CsvSource(path, columns=columns, user_id=user_id)
+        return CsvSource(path, columns=columns, user_id=user_id, rating_scale=rating_scale)
     raise LocalpersError(f"unknown import format {fmt!r}; use one of: mbox, maildir, eml, notes, jsonl, csv")
 
 

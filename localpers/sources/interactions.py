@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import ratings
 from ..errors import LocalpersError
 from . import Interaction, Outcome, Rejected, Skipped, Source, at_line_start, decode_text, file_identity, parse_time, read_lines
 
@@ -67,8 +68,10 @@ class CsvSource(Source):
     format = "csv"
     unit = "bytes"
 
-    def __init__(self, path: Path, *, columns: dict[str, str] | None = None, user_id: str | None = None) -> None:
+    def __init__(self, path: Path, *, columns: dict[str, str] | None = None, user_id: str | None = None,
+                 rating_scale: str | tuple[float, float] | None = None) -> None:
         super().__init__(path)
+        self.rating_scale = ratings.parse_scale(rating_scale)  # ratings are stored as stars (localpers.ratings)
         self.user_id = None if user_id is None else str(user_id).strip()
         self._wanted = {role: _column_name(name) for role, name in (columns or {}).items() if name}
         unknown = set(self._wanted) - set(COLUMN_GUESSES)
@@ -201,6 +204,11 @@ class CsvSource(Source):
                 metadata["signal"], signal = row[roles["signal"]], "interaction"
         else:
             signal = "rating" if roles.get("value") in ("rating", "stars", "score") else "interaction"
+        if signal == "rating" and value is not None:
+            try:
+                value = ratings.to_stars(value, self.rating_scale)
+            except LocalpersError as exc:
+                return Rejected(ref, f"{exc} (declare the file's scale with --rating-scale LOW-HIGH)", position, done)
         when = None
         if "time" in roles and row[roles["time"]]:
             when = parse_time(row[roles["time"]])
