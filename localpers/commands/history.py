@@ -174,7 +174,10 @@ def import_cmd(sources: tuple[Path, ...], fmt: str | None, kind: str | None, sen
 def search_cmd(query: tuple[str, ...], k: int, hybrid: bool, mmr: bool, lambda_: float, kinds: tuple[str, ...],
                since: str | None, as_json: bool, user: str | None) -> None:
     """Search your history by meaning."""
+    from .. import index
     from ..history import History
+
+    index.llama_will_not_load()  # this process only embeds and searches: skip the llama.cpp guard
 
     vault = _open(user)
     try:
