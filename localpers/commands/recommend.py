@@ -152,9 +152,12 @@ def recommend_cmd(count: int, kind: tuple[str, ...], tag: tuple[str, ...], catal
 
     Computed on this machine from your encrypted interactions; nothing is sent anywhere.
     """
+    from .. import index
     from ..cli import open_vault
     from ..recommend import Recommender
 
+    if not llm:
+        index.llama_will_not_load()  # no local LLM in this process: skip the llama.cpp guard
     with open_vault(user) as vault:
         catalog = _open_catalog(catalog_name, vault)
         engine = None
