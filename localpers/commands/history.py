@@ -144,7 +144,9 @@ def search_cmd(query: tuple[str, ...], k: int, hybrid: bool, mmr: bool, lambda_:
 
     vault = _open(user)
     try:
-        hits = History(vault).search(" ".join(query), k=k, kinds=list(kinds) or None, since=since,
+        history = History(vault)
+        history.warm_up()  # the model loads while the index is read and decrypted
+        hits = history.search(" ".join(query), k=k, kinds=list(kinds) or None, since=since,
                                      mode="hybrid" if hybrid else "dense", mmr=mmr, lambda_=lambda_)
         if not hits:
             click.echo("No results." if History(vault).count() else "Your history is empty: add to it with "
