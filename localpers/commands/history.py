@@ -90,6 +90,11 @@ def import_cmd(sources: tuple[Path, ...], fmt: str | None, kind: str | None, sen
     previous = signal.signal(signal.SIGINT, on_interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
         history = History(vault)
+        from ..sources import open_source
+
+        for path in sources:  # a source that cannot be read fails now, before any model loads
+            open_source(path, format=fmt, kind=kind, sent_from=list(sent_from) or None, text_field=text_field,
+                        columns=roles or None, user_id=user_id, min_words=min_words)
         for path in sources:
             bar = Progress(path.name, counts=False)
             try:
