@@ -128,3 +128,29 @@ def test_catalog_reimport_reuses_vectors_by_content(tmp_path):
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
     catalog.import_file(source, embedder=counting)
     assert counting.calls == 6
+
+
+def test_import_and_catalog_import_show_their_phases(home, monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from localpers.cli import main
+    from localpers.sources.synthetic import synthetic_mailbox, write_mbox
+    from localpers.vault import Vault
+
+    Vault.create("ada", "a test passphrase", kdf_seconds=0).close()
+    monkeypatch.setenv("LOCALPERS_PASSPHRASE", "a test passphrase")
+    box = write_mbox(tmp_path / "Sent.mbox", synthetic_mailbox(20, seed=5))
+    result = CliRunner().invoke(main, ["import", str(box), "-u", "ada"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    phases = ["Sent.mbox: loading the embedding model...", "Sent.mbox: opening the search index...",
+              "Sent.mbox: reading...", "Sent.mbox: 100%"]
+    at = [result.output.find(p) for p in phases]
+    assert -1 not in at and at == sorted(at), result.output
+
+    films = tmp_path / "films.jsonl"
+    films.write_text("".join(json.dumps({"id": f"f{i}", "title": f"Film number {i}"}) + "\n" for i in range(30)))
+    result = CliRunner().invoke(main, ["catalog", "import", str(films)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    phases = ["films: loading the embedding model...", "films: reading films.jsonl...", "films: 30/30 items (100%)"]
+    at = [result.output.find(p) for p in phases]
+    assert -1 not in at and at == sorted(at), result.output
