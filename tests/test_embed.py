@@ -88,11 +88,12 @@ import json, subprocess, sys
 import localpers.index, localpers.history
 loaded = [m for m in ("llama_cpp", "usearch", "onnxruntime") + %r if m in sys.modules]
 from localpers.cli import main
-try:
-    main(["--help"], standalone_mode=False)
-except SystemExit:
-    pass
-after_help = [m for m in ("llama_cpp", "onnxruntime") + %r if m in sys.modules]
+for argv in (["--help"], ["doctor"]):
+    try:
+        main(argv, standalone_mode=False)
+    except SystemExit:
+        pass
+after_help = [m for m in ("llama_cpp", "onnxruntime", "usearch") + %r if m in sys.modules]
 print(json.dumps({"loaded": loaded, "after_help": after_help}))
 """ % (HEAVY, HEAVY)
     result = _run(code, tmp_path)
