@@ -4,7 +4,7 @@ One run measures, side by side:
 
 1. **Import** of generated emails end to end through :class:`localpers.history.History`
    (mbox parsing, quote/signature splitting, dedupe, embedding with the bundled
-   all-MiniLM-L6-v2 on the CPU, sealed storage, usearch indexing): records per second,
+   all-MiniLM-L6-v2 on ONNX Runtime, sealed storage, usearch indexing): records per second,
    next to parsing alone. Then search latency over the imported history.
 2. **Vector search** at 100,000 vectors: recall@10 of the usearch HNSW index (the
    settings History uses) against exact brute-force search (numpy), and the per-query
@@ -18,6 +18,7 @@ Usage::
 
     .venv/bin/python bench/history.py            # 10,000 emails, 100,000 vectors (several minutes)
     .venv/bin/python bench/history.py --quick    # 500 emails, 20,000 vectors (under two minutes)
+    .venv/bin/python bench/history.py --quick --baseline   # and the same import with sentence-transformers
 
 The last line printed is one JSON object with the figures.
 """
@@ -67,7 +68,7 @@ def clustered_vectors(n: int, *, dim: int = 384, latent: int = 64, seed: int = 0
     return out
 
 
-def bench_import(n_emails: int, folder: Path) -> dict:
+def bench_import(n_emails: int, folder: Path, embedder: object = None, name: str = "bench") -> dict:
     box = write_mbox(folder / "Sent.mbox", synthetic_mailbox(n_emails, seed=7))
     size_mib = box.stat().st_size / 2**20
 
@@ -75,8 +76,8 @@ def bench_import(n_emails: int, folder: Path) -> dict:
     parsed = sum(isinstance(o, Record) for o in MboxSource(box, sent_from=[USER[1]]).scan(None))
     parse_s = time.perf_counter() - start
 
-    vault = Vault.create("bench", "bench passphrase", home=folder / "users", kdf_seconds=0)
-    history = History(vault)
+    vault = Vault.create(name, "bench passphrase", home=folder / "users", kdf_seconds=0)
+    history = History(vault, embedder)
     history.embedder  # noqa: B018 -- load the model outside the timing (it is loaded once per process)
     history.index  # noqa: B018
     last = [0.0]
@@ -154,6 +155,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="500 emails and 20,000 vectors (under two minutes)")
     parser.add_argument("--emails", type=int, help="how many emails to import (default 10,000; quick 500)")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also import the same emails with sentence-transformers on torch (the embedder before "
+                             "ONNX Runtime), side by side")
     parser.add_argument("--vectors", type=int, help="how many vectors to index (default 100,000; quick 20,000)")
     args = parser.parse_args()
     n_emails = args.emails or (500 if args.quick else 10_000)
@@ -164,9 +168,20 @@ def main() -> None:
         os.environ["LOCALPERS_HOME"] = tmp  # a throwaway data directory: no real vault is touched
         print(f"Importing {n_emails:,} generated emails through History...", flush=True)
         imp = bench_import(n_emails, Path(tmp))
+        if args.baseline:
+            from localpers.embed import SentenceTransformerEmbedder
+
+            print("  ... and again with sentence-transformers on torch (the embedder before)", flush=True)
+            old = bench_import(n_emails, Path(tmp), SentenceTransformerEmbedder(), name="bench-old")
+            imp["import_baseline_records_per_s"] = old["import_records_per_s"]
+            imp["import_baseline_seconds"] = old["import_seconds"]
     print(f"  parse only:           {imp['parse_records_per_s']:>9,.1f} emails/s")
     print(f"  import end to end:    {imp['import_records_per_s']:>9,.1f} records/s "
           f"({imp['records']:,} records, {imp['added']:,} added, {imp['rejected']:,} rejected, {imp['import_seconds']} s)")
+    if args.baseline:
+        print(f"  same import, sentence-transformers: {imp['import_baseline_records_per_s']:>9,.1f} records/s "
+              f"({imp['import_baseline_seconds']} s): ONNX Runtime is "
+              f"{imp['import_records_per_s'] / imp['import_baseline_records_per_s']:.2f}x")
     print(f"  search over {imp['added']:,} items: dense {imp['search_dense_ms']} ms, hybrid {imp['search_hybrid_ms']} ms")
     print(f"  vault on disk:        {imp['vault_mib']} MiB;  peak RSS so far {imp['peak_rss_after_import_mib']} MiB")
 

@@ -500,11 +500,14 @@ class Catalog:
         return self.meta("embedding_model") or "all-minilm-l6-v2"
 
     def embed_pending(self, *, embedder: Any = None, progress: Callable[[int, int], None] | None = None,
-                      batch_size: int = 64) -> int:
+                      batch_size: int = 256) -> int:
         """Embed the items that have no up-to-date vector yet; returns how many were embedded.
 
-        ``progress(done, total)`` is called after each batch. The index is saved at least
-        every few seconds and on interruption, so a cancelled run loses at most one batch.
+        Vectors are cached by the digest of the embedded text (table ``embedding_cache``),
+        so importing the same texts again, under any ids, reuses them without running
+        the model. ``progress(done, total)`` is called after each batch. The index is
+        saved at least every few seconds and on interruption, so a cancelled run loses
+        at most one batch.
         """
         todo = [r["id"] for r in self.db.query("select id from items where embedded = 0 order by position")]
         if not todo:
@@ -521,14 +524,29 @@ class Catalog:
             self._index = VectorIndex(embedder.dim)
         self._set_meta("embedding_model", model_name)
         index = self.vectors(dim=embedder.dim)
+        rows = {r["id"]: r for r in self.db.query("select * from items where embedded = 0")}
+        todo = [i for i in todo if i in rows]
+        cached = self._cached_vectors(model_name, [rows[i]["text_digest"] for i in todo], embedder.dim)
         done: list[str] = []
         unsaved: list[str] = []
         last_save = time.monotonic()
         try:
-            for start in range(0, len(todo), batch_size):
-                ids = todo[start:start + batch_size]
-                texts = [self.get(i).embed_text() for i in ids]
-                index.add(ids, embedder.encode(texts))
+            hits = [i for i in todo if rows[i]["text_digest"] in cached]
+            for start in range(0, len(hits), 1000):  # cached: no model run at all
+                ids = hits[start:start + 1000]
+                index.add(ids, np.stack([cached[rows[i]["text_digest"]] for i in ids]))
+                unsaved.extend(ids)
+                done.extend(ids)
+            if hits and progress:
+                progress(len(done), len(todo))
+            misses = [i for i in todo if rows[i]["text_digest"] not in cached]
+            # Batches of similar length, so short titles are never padded to a long description's size.
+            misses.sort(key=lambda i: len(_item(rows[i]).embed_text()))
+            for start in range(0, len(misses), batch_size):
+                ids = misses[start:start + batch_size]
+                vectors = embedder.encode([_item(rows[i]).embed_text() for i in ids])
+                index.add(ids, vectors)
+                self._cache_vectors(model_name, [rows[i]["text_digest"] for i in ids], vectors)
                 unsaved.extend(ids)
                 done.extend(ids)
                 if time.monotonic() - last_save > 5:
@@ -565,6 +583,25 @@ class Catalog:
         self._commit_embedded(index, chosen)
         self._touch()
         return len(chosen)
+
+    def _cached_vectors(self, model: str, digests: list[str], dim: int) -> dict[str, np.ndarray]:
+        if "embedding_cache" not in self.db.table_names():
+            self.db["embedding_cache"].create({"model": str, "text_digest": str, "vector": bytes},
+                                              pk=("model", "text_digest"))
+        out: dict[str, np.ndarray] = {}
+        wanted = list(set(digests))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            for row in self.db.query(f"select text_digest, vector from embedding_cache where model = ? and "
+                                     f"text_digest in ({','.join('?' * len(chunk))})", [model, *chunk]):
+                if len(row["vector"]) == dim * 4:
+                    out[row["text_digest"]] = np.frombuffer(row["vector"], dtype=np.float32)
+        return out
+
+    def _cache_vectors(self, model: str, digests: list[str], vectors: np.ndarray) -> None:
+        self.db["embedding_cache"].insert_all(
+            [{"model": model, "text_digest": d, "vector": np.asarray(v, dtype=np.float32).tobytes()}
+             for d, v in zip(digests, vectors)], replace=True)
 
     def _commit_embedded(self, index: VectorIndex, ids: list[str]) -> None:
         # Index file first, then the flags: a crash in between only re-embeds a batch.

@@ -224,6 +224,16 @@ class History:
             self._embedder = Embedder.shared(self.model_name)
         return self._embedder
 
+    def warm_up(self) -> threading.Thread:
+        """Load the embedding model in a background thread, while the caller opens the index.
+
+        ONNX Runtime builds its session outside the GIL, so a search that calls this first
+        overlaps the two slowest steps of a cold start. Returns the (daemon) thread.
+        """
+        thread = threading.Thread(target=lambda: self.embedder, name="localpers-embedder-warm-up", daemon=True)
+        thread.start()
+        return thread
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts with this history's model (unit float32 rows)."""
         if not texts:

@@ -17,8 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import sys
 
 import numpy as np
+
+from .errors import LocalpersError
 
 
 def _settle_llama_locale() -> None:
@@ -44,10 +47,31 @@ def _settle_llama_locale() -> None:
         pass
 
 
-_settle_llama_locale()
-from usearch.index import Index  # noqa: E402
+_llama_may_follow = True
 
-from .errors import LocalpersError  # noqa: E402
+
+def llama_will_not_load() -> None:
+    """Promise that this process never loads a GGUF model, so usearch loads without the guard above.
+
+    Commands that only search (``localpers search``, ``recommend``) call it to save
+    the second that importing llama.cpp costs; the library default stays safe.
+    """
+    global _llama_may_follow
+    _llama_may_follow = False
+
+
+def _usearch_index() -> type:
+    """usearch's Index class, imported on first use (after the llama.cpp guard, unless waived)."""
+    if "usearch.index" not in sys.modules:
+        # The same static libstdc++ makes ONNX Runtime (the embedder) segfault when usearch
+        # comes first; imported before it, both work.
+        import onnxruntime  # noqa: F401
+
+        if _llama_may_follow:
+            _settle_llama_locale()
+    from usearch.index import Index
+
+    return Index
 
 
 class VectorIndex:
@@ -62,7 +86,7 @@ class VectorIndex:
         self.dim = dim
         self._opts = dict(connectivity=connectivity, expansion_add=expansion_add, expansion_search=expansion_search,
                           dtype=dtype)
-        self.index = Index(ndim=dim, metric="cos", **self._opts)
+        self.index = _usearch_index()(ndim=dim, metric="cos", **self._opts)
         self._key_of: dict[str, int] = {}
         self._id_of: dict[int, str] = {}
         self._next = 1
@@ -132,7 +156,7 @@ class VectorIndex:
             if "sha256" in header and hashlib.sha256(body).hexdigest() != header["sha256"]:
                 raise ValueError("checksum mismatch")
             self = cls(header["dim"], **header["opts"])
-            self.index = Index.restore(body, view=False)
+            self.index = _usearch_index().restore(body, view=False)
             if self.index is None:
                 raise ValueError("usearch could not restore the index")
             # The saved file keeps the graph and dtype, not the search settings.

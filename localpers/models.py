@@ -28,6 +28,7 @@ import hashlib
 import importlib
 import importlib.util
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ModelNotFound
@@ -153,6 +154,76 @@ def ensure(name_or_path: str | Path) -> Path:
         return path.resolve()
     known = ", ".join(REGISTRY)
     raise ModelNotFound(f"no model named {key!r} and no such file; use one of: {known}, or a path to a .gguf file")
+
+
+ONNX_VERSION = 1  # bump when the export below changes, so old exports are redone
+
+
+def ensure_onnx(name_or_path: str | Path, *, progress: Callable[[str], None] | None = None) -> Path:
+    """The ONNX Runtime form of a sentence-embedding model, exported once from its weights.
+
+    The graph takes ``input_ids`` and ``attention_mask`` and returns mean-pooled,
+    unit-length vectors, as sentence-transformers computes them. Exporting needs torch
+    (a few seconds, once); it runs at set-up (``localpers models --assemble``) or on
+    first use, and is checked against the torch model before it is kept.
+    """
+    folder = ensure(name_or_path)
+    weights = folder / "model.safetensors"
+    st = weights.stat()
+    source = f"v{ONNX_VERSION}:{st.st_size}:{st.st_mtime_ns}:{folder}"
+    target = models_dir() / f"{hashlib.sha256(source.encode()).hexdigest()[:16]}-{folder.name}.onnx"
+    stamp = target.with_suffix(".verified")
+    if target.exists() and stamp.exists() and stamp.read_text() == f"{target.stat().st_size}:{source}":
+        return target
+    if progress:
+        progress("preparing the embedding model for ONNX Runtime (once, a few seconds)")
+    _export_onnx(folder, target)
+    stamp.write_text(f"{target.stat().st_size}:{source}")
+    return target
+
+
+def _export_onnx(folder: Path, target: Path) -> None:
+    import json
+    import os
+
+    pooling = folder / "1_Pooling" / "config.json"
+    if pooling.exists() and not json.loads(pooling.read_text()).get("pooling_mode_mean_tokens"):
+        raise ModelNotFound(f"{folder} does not mean-pool its tokens; only mean-pooled embedding models are supported")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import numpy as np
+    import onnxruntime
+    import torch  # deferred: only the one-time export needs torch
+    from transformers import AutoModel
+
+    class MeanPooled(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(mean, dim=1)
+
+    module = MeanPooled(AutoModel.from_pretrained(str(folder), local_files_only=True)).eval()
+    ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]])
+    mask = (ids != 0).long()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    with torch.no_grad():
+        torch.onnx.export(module, (ids, mask), str(tmp), input_names=["input_ids", "attention_mask"],
+                          output_names=["embedding"], opset_version=17, dynamo=False,
+                          dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
+                                        "attention_mask": {0: "batch", 1: "tokens"}})
+        expected = module(ids, mask).numpy()
+    session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+    if not np.allclose(got, expected, atol=1e-4):
+        tmp.unlink(missing_ok=True)
+        raise ModelNotFound(f"the ONNX export of {folder.name} does not match the model; report this as a bug")
+    os.replace(tmp, target)
 
 
 def model_id(path: str | Path) -> str:

@@ -170,7 +170,9 @@ class LocalpersApp(App):
         # A mode's first screen is mounted after the switch; without a full repaint then,
         # a real terminal is left showing only the parts that changed later.
         self.call_after_refresh(self.refresh, repaint=True, layout=True)
-        self.session.warm_up(self)
+        # Load the writer model once the Write screen is up: importing llama.cpp in a thread holds the
+        # GIL for a second, which would otherwise delay the screen itself.
+        self.set_timer(0.3, partial(self.session.warm_up, self))
 
     def action_lock(self) -> None:
         """Close the vault and go back to the unlock screen; every screen starts fresh next time."""

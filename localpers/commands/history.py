@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 import click
 
 from ..errors import LocalpersError
+from .progress import Progress
 
 FORMATS = ["mbox", "maildir", "eml", "notes", "jsonl", "csv"]
 
@@ -48,48 +47,6 @@ def _day(ts: int | float | None) -> str:
 def _one_line(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[:width - 1] + "…"
-
-
-class _Progress:
-    """Progress with counts and an ETA: a click bar on a terminal, a line every few seconds otherwise."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.bar: Any = None
-        self.pos = 0
-        self.started = time.monotonic()
-        self.last_line = 0.0
-        self.tty = sys.stderr.isatty()
-
-    def __call__(self, done: int, total: int | None, message: str) -> None:
-        if not self.tty:
-            now = time.monotonic()
-            if now - self.last_line >= 5 or (total and done >= total):
-                self.last_line = now
-                click.echo(f"{self.label}: {self._where(done, total)}{message}", err=True)
-            return
-        if self.bar is None:
-            if not total:
-                click.echo(f"{self.label}: {message}", err=True)
-                return
-            self.bar = click.progressbar(length=total, label=self.label, show_eta=True, show_percent=True,
-                                         show_pos=False, item_show_func=lambda m: m, file=sys.stderr)
-            self.bar.__enter__()
-        step = max(0, min(done, self.bar.length) - self.pos)
-        self.pos += step
-        self.bar.update(step, message)
-
-    def _where(self, done: int, total: int | None) -> str:
-        if not total:
-            return ""
-        elapsed = time.monotonic() - self.started
-        eta = elapsed * (total - done) / done if done else 0
-        return f"{100 * done / total:.0f}%, ETA {int(eta // 60)}:{int(eta % 60):02d}, "
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
 
 
 @click.command(name="import")
@@ -136,9 +93,20 @@ def import_cmd(sources: tuple[Path, ...], fmt: str | None, kind: str | None, sen
     previous = signal.signal(signal.SIGINT, on_interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
         history = History(vault)
+        from ..sources import open_source
+
+        for path in sources:  # a source that cannot be read fails now, before any model loads
+            open_source(path, format=fmt, kind=kind, sent_from=list(sent_from) or None, text_field=text_field,
+                        columns=roles or None, user_id=user_id, min_words=min_words)
         for path in sources:
-            bar = _Progress(path.name)
+            bar = Progress(path.name, counts=False)
             try:
+                if history._index is None:  # phases a user would otherwise wait through at 0%
+                    bar.phase("loading the embedding model")
+                    history.embedder  # noqa: B018
+                    bar.phase("opening the search index")
+                    history.index  # noqa: B018
+                bar.phase("reading")
                 report = history.import_path(path, format=fmt, kind=kind, sent_from=list(sent_from) or None,
                                              text_field=text_field, columns=roles or None, user_id=user_id,
                                              min_words=min_words, progress=bar, cancel=cancel,
@@ -178,11 +146,16 @@ def import_cmd(sources: tuple[Path, ...], fmt: str | None, kind: str | None, sen
 def search_cmd(query: tuple[str, ...], k: int, hybrid: bool, mmr: bool, lambda_: float, kinds: tuple[str, ...],
                since: str | None, as_json: bool, user: str | None) -> None:
     """Search your history by meaning."""
+    from .. import index
     from ..history import History
+
+    index.llama_will_not_load()  # this process only embeds and searches: skip the llama.cpp guard
 
     vault = _open(user)
     try:
-        hits = History(vault).search(" ".join(query), k=k, kinds=list(kinds) or None, since=since,
+        history = History(vault)
+        history.warm_up()  # the model loads while the index is read and decrypted
+        hits = history.search(" ".join(query), k=k, kinds=list(kinds) or None, since=since,
                                      mode="hybrid" if hybrid else "dense", mmr=mmr, lambda_=lambda_)
         if not hits:
             click.echo("No results." if History(vault).count() else "Your history is empty: add to it with "
@@ -287,7 +260,7 @@ def reindex_cmd(reembed: bool, user: str | None) -> None:
 
     vault = _open(user)
     try:
-        bar = _Progress("embedding")
+        bar = Progress("embedding", unit="items")
         try:
             n = History(vault).rebuild_index(reembed=reembed, progress=bar)
         finally:

@@ -17,7 +17,7 @@ def doctor() -> None:
     cfg = Config.load()
     click.echo(f"localpers     {metadata.version('localpers')}")
     click.echo(f"python        {platform.python_version()} ({platform.system()} {platform.machine()})")
-    for dist in ("llama-cpp-python", "torch", "transformers", "peft", "usearch", "textual", "cryptography", "sqlite-utils"):
+    for dist in ("llama-cpp-python", "onnxruntime", "torch", "transformers", "peft", "usearch", "textual", "cryptography", "sqlite-utils"):
         try:
             version = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -41,6 +41,8 @@ def models_cmd(assemble: bool) -> None:
         line = f"{spec.name:<24} {spec.role:<10} {spec.description}"
         if assemble:
             line += f"\n    -> {models.ensure(spec.name)}"
+            if spec.role == "embedding":  # the torch-free form the product runs
+                line += f"\n    -> {models.ensure_onnx(spec.name)}"
         click.echo(line)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 
 from ..errors import LocalpersError
+from .progress import Progress
 
 FEEDBACK = ["like", "dislike", "not-interested", "rating", "read", "click"]
 # The same --user option as localpers.cli.user_options, defined here so this module imports on its own.
@@ -67,25 +68,24 @@ def catalog_import(path: Path | None, name: str | None, kind: str, item_model: P
     if path is None:
         raise LocalpersError("give a file to import (JSONL, JSON or CSV), or --demo for the bundled catalog")
     catalog = Catalog(name or _catalog_name(path))
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = click.progressbar(length=total, label="Embedding", file=sys.stderr)
-            bar.__enter__()
-        bar.update(done - bar.pos)
-
+    bar = Progress(catalog.name, unit="items")
     try:
-        report = catalog.import_file(path, default_kind=kind, progress=progress, columns=_roles(columns),
-                                     vectors=vectors)
+        from ..embed import Embedder
+
+        embedder = None
+        if vectors is None:  # shipped vectors need no embedding model
+            bar.phase("loading the embedding model")
+            embedder = Embedder.shared(catalog.embedding_model())
+        bar.phase(f"reading {path.name}")  # the first embedding count closes this phase
+        report = catalog.import_file(path, default_kind=kind, embedder=embedder, columns=_roles(columns),
+                                     vectors=vectors, progress=lambda done, total: bar(done, total, "embedded"))
     except KeyboardInterrupt:
+        bar.close()
         click.echo(f"\nStopped; {len(catalog) - catalog.pending()} of {len(catalog)} items are embedded. "
                    f"Run the same command again to finish.", err=True)
         raise
     finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+        bar.close()
     for bad in report.skipped[:20]:
         click.echo(f"skipped {bad}", err=True)
     if len(report.skipped) > 20:
@@ -213,9 +213,12 @@ def recommend_cmd(count: int, kind: tuple[str, ...], tag: tuple[str, ...], catal
 
     Computed on this machine from your encrypted interactions; nothing is sent anywhere.
     """
+    from .. import index
     from ..cli import open_vault
     from ..recommend import Recommender
 
+    if not llm:
+        index.llama_will_not_load()  # no local LLM in this process: skip the llama.cpp guard
     with open_vault(user) as vault:
         catalog = _open_catalog(catalog_name, vault)
         engine = None

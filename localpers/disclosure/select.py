@@ -67,8 +67,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtr
-from scipy.stats import beta
 
 from ..errors import LocalpersError
 from .prior import Posterior, Prior
@@ -454,6 +452,8 @@ class _ClosedForm:
     @staticmethod
     def _p_positive(weights: np.ndarray, means: np.ndarray, sd: float) -> np.ndarray:
         """P(score > 0) for mixtures along the last axis."""
+        from scipy.special import ndtr  # deferred: scipy.special takes ~0.5 s to import
+
         z = ndtr(means / sd) if sd > 1e-12 * (1 + np.abs(means).max()) else (means > 0).astype(float)
         return (weights * z).sum(axis=-1)
 
@@ -572,7 +572,9 @@ class _MonteCarlo:
         entropy = _entropy_bits(counts / n_in)
         # P(the decision's true probability >= 1 - delta) under a Jeffreys posterior on the counts.
         top = counts.max(axis=1)
-        fixed = beta.sf(1 - self.config.delta, top + 0.5, n_in - top + 0.5)
+        from scipy.special import betaincc  # deferred, as in _p_positive
+
+        fixed = betaincc(top + 0.5, n_in - top + 0.5, 1 - self.config.delta)
         out = np.zeros(len(candidates))
         stop = np.zeros(len(candidates))
         for (n, weight), h, f in zip(owners, entropy, fixed):
@@ -630,9 +632,11 @@ def _sample_given_values(post: Posterior, i: int, values: np.ndarray, uniforms: 
 
 def _clopper_pearson(k: int, n: int, level: float) -> tuple[float, float]:
     """One-sided exact binomial bounds: P(true rate >= lower) >= level, and likewise for upper."""
+    from scipy.special import betaincinv  # deferred: scipy.special takes ~0.5 s to import
+
     alpha = 1 - level
-    lower = 0.0 if k == 0 else float(beta.ppf(alpha, k, n - k + 1))
-    upper = 1.0 if k == n else float(beta.ppf(1 - alpha, k + 1, n - k))
+    lower = 0.0 if k == 0 else float(betaincinv(k, n - k + 1, alpha))
+    upper = 1.0 if k == n else float(betaincinv(k + 1, n - k, 1 - alpha))
     return lower, upper
 
 
