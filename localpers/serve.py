@@ -501,8 +501,12 @@ def create_app(service: Service, token: str) -> Starlette:
     async def bad_request(request: Request, exc: BadRequest) -> Response:
         return error_response(exc.status, exc.message, exc.code, exc.headers)
 
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        return error_response(500, f"the server failed ({type(exc).__name__}); it keeps serving", "server_error")
+
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(BadRequest, bad_request)
+    app.add_exception_handler(Exception, unexpected)
     return guard  # type: ignore[return-value]
 
 
@@ -712,6 +716,13 @@ def serve(vault: Any, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, allo
     user_dir = vault.path.parent
     if running_server(user_dir) is not None:
         raise ServeError(f"a server for {vault.user!r} is already running; stop it with `localpers serve --stop`")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another port with --port") \
+                from None
     token = new_token()
     service = Service(vault, queue_size=queue_size)
     config = uvicorn.Config(create_app(service, token), host=host, port=port, log_level="warning",
@@ -728,8 +739,6 @@ def serve(vault: Any, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, allo
             announce(writer_notice)
         announce("Ctrl+C or `localpers serve --stop` stops the server and locks the vault.")
         server.run()
-        if not server.started:
-            raise ServeError(f"could not listen on {host}:{port}: is another program using it? Try --port")
     finally:
         for path in (token_file, state_file):
             with contextlib.suppress(FileNotFoundError):

@@ -207,6 +207,24 @@ def test_only_loopback_unless_insisted():
         LocalServer(object(), host="0.0.0.0")
     result = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0"])
     assert result.exit_code == 1 and "refusing to listen on 0.0.0.0" in result.output
+    insisted = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0", "--allow-remote", "-u", "nobody"],
+                                  env={"LOCALPERS_PASSPHRASE": "x"})
+    assert "WARNING: listening on 0.0.0.0" in insisted.output and "NOT encrypted" in insisted.output
+    assert insisted.exit_code == 1  # and then: no such vault
+
+
+def test_a_busy_port_is_a_one_line_error(home):
+    import socket
+
+    Vault.create("mara", "pw", kdf_seconds=0).close()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["serve", "-u", "mara", "--port", str(port)],
+                                    env={"LOCALPERS_PASSPHRASE": "pw"})
+    assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in result.output
+    Vault.open("mara", "pw").close()  # the vault was locked again
 
 
 # ---------------------------------------------------------------------- bad input
