@@ -7,6 +7,7 @@ forces one with a JSON schema (``minItems``), so the length never depends on the
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sqlite3
@@ -24,6 +25,7 @@ from click.testing import CliRunner
 from localpers.cli import main
 from localpers.history import History
 from localpers.llm import Engine
+from localpers.paths import Config
 from localpers.serve import LocalServer, Service, ServeError, check_host, create_app, free_port
 from localpers.vault import Vault
 from localpers.write import Writer
@@ -380,6 +382,7 @@ def test_no_prompt_or_completion_reaches_a_file(served, tmp_path):
 
 def test_serve_command_token_file_and_stop_locks_the_vault(home):
     Vault.create("mara", "pw", kdf_seconds=0).close()
+    Config(threads=1).save()
     port = free_port()
     env = {**os.environ, "LOCALPERS_PASSPHRASE": "pw", "LOCALPERS_HOME": str(home)}
     cli = [str(Path(sys.executable).parent / "localpers")]
@@ -400,6 +403,11 @@ def test_serve_command_token_file_and_stop_locks_the_vault(home):
         assert token_file.stat().st_mode & 0o777 == 0o600
         with pytest.raises(Exception, match="open in another"):
             Vault.open("mara", "pw")  # the server holds the vault open
+        if importlib.util.find_spec("llm") is not None:  # the llm plugin then writes through the server
+            via_llm = subprocess.run([sys.executable, "-m", "llm", "-n", "-m", "localpers", "Thank Sam",
+                                      "-o", "max_tokens", "3"], env={**env, "LLM_USER_PATH": str(home / "llm")},
+                                     capture_output=True, text=True, timeout=300)
+            assert via_llm.returncode == 0 and via_llm.stdout.strip(), via_llm.stderr
         stopped = subprocess.run([*cli, "serve", "-u", "mara", "--stop"], env=env, capture_output=True, text=True,
                                  timeout=60)
         assert stopped.returncode == 0, stopped.stderr
