@@ -44,6 +44,7 @@ import asyncio
 import contextlib
 import hmac
 import ipaddress
+import itertools
 import json
 import os
 import secrets
@@ -197,6 +198,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str = "stop"
+    prompt: str = field(default="", repr=False)  # kept in memory until counted, never stored
 
 
 class QueueFull(Exception):
@@ -238,7 +240,10 @@ class Generation:
         try:
             try:
                 pieces = self.service.pieces(self.job, self.usage)
-                next(pieces)  # runs up to "prompt ready" (see Service.pieces)
+                next(pieces)  # builds the prompt (see Service.pieces)
+                # The first token too: the engine checks the prompt's length then, and a prompt
+                # too long must still be a 400, before any streamed answer has begun.
+                first = next(pieces, None)
             except LocalpersError as exc:
                 self._put("error", BadRequest(400, str(exc).splitlines()[0], "invalid_request"))
                 return
@@ -247,7 +252,7 @@ class Generation:
                 return
             self._put("ready")
             try:
-                for piece in pieces:
+                for piece in itertools.chain([first] if first else [], pieces):
                     if self._cancel.is_set():
                         break
                     self.text += piece
@@ -257,6 +262,8 @@ class Generation:
         finally:
             if pieces is not None:
                 pieces.close()  # closes the engine's stream here, in the thread that holds its lock
+            if self.usage.prompt:
+                self.usage.prompt_tokens, self.usage.prompt = self.service.count_tokens(self.usage.prompt), ""
             if self.text:
                 self.usage.completion_tokens = self.service.count_tokens(self.text)
             if self.usage.completion_tokens >= self.job.max_tokens:
@@ -355,7 +362,7 @@ class Service:
     # ------------------------------------------------------------------ in the generation thread
 
     def pieces(self, job: Job, usage: Usage) -> Iterator[str]:
-        """Yield once when the prompt is built (errors surface before), then the text pieces."""
+        """Yield ``""`` once the prompt is built (errors surface before), then the text pieces."""
         options = dict(max_tokens=job.max_tokens, temperature=job.temperature, stop=job.stop or None,
                        schema=job.schema)
         draft = None
@@ -371,10 +378,7 @@ class Service:
         else:
             prompt = self.engine.chat_prompt(job.messages) if job.endpoint == "chat" else job.prompt
             stream = self.engine.stream(prompt, **options)
-        usage.prompt_tokens = self.count_tokens(prompt)
-        if usage.prompt_tokens + job.max_tokens > self.engine.llm.n_ctx():
-            raise LocalpersError(f"the prompt is {usage.prompt_tokens} tokens; with max_tokens={job.max_tokens} "
-                                 f"it exceeds the model's context of {self.engine.llm.n_ctx()} tokens")
+        usage.prompt = prompt  # counted after the answer, so counting never delays the first token
         yield ""
         try:
             yield from stream
