@@ -19,7 +19,7 @@ import click
 from . import __version__
 from .errors import LocalpersError
 
-COMMAND_MODULES = ["user", "models", "history", "train", "write", "recommend", "privacy", "tui"]
+COMMAND_MODULES = ["user", "models", "history", "train", "write", "recommend", "privacy", "tui", "serve"]
 
 
 class Group(click.Group):

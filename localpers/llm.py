@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import threading
@@ -66,14 +67,15 @@ class Engine:
             _silence_llama_logs()
         self.threads = threads or default_threads()
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=str(self.model_path),
-                n_ctx=n_ctx,
-                n_threads=self.threads,
-                n_threads_batch=self.threads,
-                seed=seed,
-                verbose=verbose,
-            )
+            with _amx_off_if_unusable(llama_cpp.llama_cpp):
+                self.llm = llama_cpp.Llama(
+                    model_path=str(self.model_path),
+                    n_ctx=n_ctx,
+                    n_threads=self.threads,
+                    n_threads_batch=self.threads,
+                    seed=seed,
+                    verbose=verbose,
+                )
         except ValueError as exc:  # llama-cpp-python raises ValueError for unreadable models
             raise LocalpersError(f"llama.cpp could not load {self.model_path}: {exc}") from exc
         self.lock = threading.RLock()
@@ -257,6 +259,34 @@ class Engine:
             logits = np.ctypeslib.as_array(pointer, shape=(self.llm.n_vocab(),)).astype(np.float32, copy=True)
             self.reset()
             return logits
+
+
+@contextlib.contextmanager
+def _amx_off_if_unusable(bindings: Any) -> Iterator[None]:
+    """Load without llama.cpp's extra buffer types (its AMX kernels) on CPUs that list AMX.
+
+    Some VMs (Firecracker) list AMX in /proc/cpuinfo without enabling its tile state, and
+    llama.cpp's AMX matrix kernels then die with SIGILL at the first token.
+    """
+    try:
+        amx = "amx_tile" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        amx = False
+    if not amx:
+        yield
+        return
+    original = bindings.llama_model_default_params  # the ctypes module Llama() reads its defaults from
+
+    def params() -> Any:
+        p = original()
+        p.use_extra_bufts = False
+        return p
+
+    bindings.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        bindings.llama_model_default_params = original
 
 
 _log_callback: Any = None

@@ -338,12 +338,15 @@ class Writer:
 
     def write(self, mode: str, instruction: str = "", *, context: str = "", facts: list[str] | None = None,
               available_facts: list[str] | None = None, max_tokens: int | None = None,
-              temperature: float | None = None, seed: int | None = None) -> Draft:
+              temperature: float | None = None, seed: int | None = None, stop: list[str] | None = None,
+              schema: dict | None = None) -> Draft:
         """A streaming :class:`Draft` for ``mode`` (compose, reply, rewrite, continue).
 
         ``facts``: profile facts to tell the model, as ``"name: value"`` lines, instead of
         the ones minimal disclosure would choose (``[]`` tells none). ``available_facts``:
         all facts that could have been told, so the draft can report what was withheld.
+        ``stop``: more stop sequences besides the recipe's; ``schema``: a JSON schema the
+        draft must follow (see :meth:`localpers.llm.Engine.stream`).
         """
         if mode not in MODES:
             raise LocalpersError(f"unknown writing mode {mode!r}; use one of: {', '.join(MODES)}")
@@ -374,8 +377,8 @@ class Writer:
             prompt += context
         pieces = self.engine.stream(prompt, max_tokens=max_tokens or self.max_tokens,
                                     temperature=self.temperature if temperature is None else temperature,
-                                    repeat_penalty=self.repeat_penalty, stop=self.recipe.stop,
-                                    adapter=self._adapter, seed=seed)
+                                    repeat_penalty=self.repeat_penalty, stop=[*self.recipe.stop, *(stop or [])],
+                                    schema=schema, adapter=self._adapter, seed=seed)
         return Draft(mode, instruction, context, prompt, examples, style, used, withheld, self._adapter,
                      disclosure=selection, _pieces=pieces)
 
