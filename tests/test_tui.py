@@ -165,6 +165,65 @@ async def test_recommend_filters(demo_home):
         assert all(r.item.kind == "film" for r in screen.recs)
 
 
+async def _unlock_as(pilot, user: str, passphrase: str) -> None:
+    screen = pilot.app.screen
+    screen.set_creating(False)
+    screen.query_one("#user").value = user
+    screen.query_one("#passphrase").value = passphrase
+    screen.query_one("#passphrase").focus()
+    await pilot.press("enter")
+    await unlocked(pilot)
+
+
+async def test_recommend_lets_the_user_pick_a_catalog_and_remembers_it(demo_home, tmp_path):
+    import json
+
+    from localpers.catalog import Catalog
+    from localpers.vault import Vault
+
+    # A second catalog next to the demo one: recommending cannot guess which the user means.
+    books = tmp_path / "books.jsonl"
+    books.write_text("\n".join(json.dumps({"id": f"b{i}", "title": f"Lighthouse Keeper's Log {i}", "kind": "book",
+                                            "description": f"Volume {i} of a keeper's notes on storms and ships."})
+                               for i in range(8)), encoding="utf-8")
+    Catalog("books", home=demo_home).import_file(books)
+    assert Catalog.names(demo_home) == ["books", "demo"]
+    Vault.create("ada", "river alder meadow swale", home=demo_home / "users", kdf_seconds=0).close()
+
+    app = LocalpersApp(home=demo_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _unlock_as(pilot, "ada", "river alder meadow swale")
+        await pilot.press("f3")
+        screen = app.screen
+        detail = screen.query_one("#rec-detail")
+        await wait_for(pilot, lambda: "Choose the one" in str(detail.render()), timeout=60)
+        assert "books, demo" in str(detail.render())
+        assert not any("failed" in m for m in notifications(app)), notifications(app)
+        choice = screen.query_one("#rec-catalog")
+        assert app.focused is choice, "the catalog choice has the focus"
+
+        choice.value = "books"
+        await wait_for(pilot, lambda: screen.recs, timeout=60)
+        assert {rec.item.id for rec in screen.recs} <= {f"b{i}" for i in range(8)}
+        assert "Lighthouse Keeper" in screen_text(app)
+
+    # Unlocked again, the choice is remembered: the list comes straight from the books catalog.
+    app = LocalpersApp(home=demo_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _unlock_as(pilot, "ada", "river alder meadow swale")
+        await pilot.press("f3")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.recs, timeout=60)
+        assert screen.recs[0].item.id.startswith("b")
+        assert screen.query_one("#rec-catalog").value == "books"
+
+        # Switching to the demo catalog works from the same box.
+        screen.query_one("#rec-catalog").value = "demo"
+        await wait_for(pilot, lambda: screen.recs and not screen.recs[0].item.id.startswith("b"), timeout=60)
+    with Vault.open("ada", "river alder meadow swale", home=demo_home / "users") as vault:
+        assert vault.get_blob("tui-catalog") == b"demo"
+
+
 # ---------------------------------------------------------------------- history
 
 
