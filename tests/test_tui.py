@@ -117,6 +117,66 @@ async def test_user_option_prefills_the_name(demo_home):
         assert app.session is None
 
 
+async def test_a_new_users_first_screens_each_name_the_next_step(demo_home):
+    """A brand-new vault: every empty screen says what to do next and which key does it."""
+    from localpers.vault import Vault
+
+    Vault.create("ada", "river alder meadow swale", home=demo_home / "users", kdf_seconds=0).close()
+    app = LocalpersApp(home=demo_home)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await _unlock_as(pilot, "ada", "river alder meadow swale")
+        screen = app.screen
+        draft = screen.query_one("#draft")
+        await wait_for(pilot, lambda: "no texts yet" in str(draft.placeholder))
+        text = screen_text(app)
+        assert "DEMO" not in text and "Nora" not in text, "nothing of the demo shows in a user's own vault"
+        assert "no texts yet" in text, "the guide shows in the empty draft box"
+        assert "F4 History, then i: import sent mail" in draft.placeholder
+        assert "F5 Adapter, then t: train your adapter" in draft.placeholder
+
+        await pilot.press("f4")
+        screen = app.screen
+        empty = screen.query_one("#history-empty")
+        await wait_for(pilot, lambda: empty.display and "0 texts" in str(screen.query_one("#history-status").render()))
+        guide = str(empty.render())
+        assert "Your history is empty" in guide and "Press i to import" in guide
+        assert "localpers import ~/Mail/sent.mbox" in guide and "--user ada" in guide
+        await wait_for(pilot, lambda: "Your history is empty" in screen_text(app), timeout=5)
+
+        await pilot.press("f5")
+        data = app.screen.query_one("#adapter-data")
+        await wait_for(pilot, lambda: "more texts you wrote" in str(data.render()), timeout=60)
+        needed = app.session.readiness()[1]
+        assert needed > 0 and f"{needed} more texts you wrote" in str(data.render())
+        assert "F4 History (press i)" in str(data.render())
+        assert app.screen.query_one("#train").disabled
+
+        await pilot.press("f3")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.recs, timeout=60)
+        assert "bundled demo catalog" in str(screen.query_one("#rec-profile").render())
+        assert "localpers catalog import FILE" in str(screen.query_one("#rec-profile").render())
+
+        # Once texts arrive, the History guide goes away.
+        app.session.history().add_texts(["Dear Tom, can we move our meeting to Thursday? Ada"], kind="email")
+        await pilot.press("f4")
+        app.screen.load()
+        await wait_for(pilot, lambda: not app.screen.query_one("#history-empty").display)
+
+
+async def test_the_demo_says_it_is_not_your_data(demo_home):
+    app = LocalpersApp(home=demo_home, demo=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await unlocked(pilot)
+        draft = app.screen.query_one("#draft")
+        await wait_for(pilot, lambda: "Nora Quill, a fictional writer" in str(draft.placeholder))
+        assert "Ctrl+L, then Ctrl+N" in screen_text(app)
+        await pilot.press("f4")
+        status = app.screen.query_one("#history-status")
+        await wait_for(pilot, lambda: "demo: synthetic texts" in str(status.render()), timeout=60)
+        assert not app.screen.query_one("#history-empty").display
+
+
 # ---------------------------------------------------------------------- recommend
 
 

@@ -93,8 +93,9 @@ class AdapterScreen(TaskScreen):
     def _show_info(self, data: dict, current: Any, checkpoint: int | None) -> None:
         lines = [f"{data['texts']} texts of yours, about {data['tokens']:,} tokens, to learn from."]
         if data["needed"]:
-            lines.append(f"A personal adapter needs {data['needed']} more; until then drafts use your examples "
-                         "and style.")
+            lines.append(f"A personal adapter needs [b]{data['needed']} more texts you wrote[/b]: import sent mail "
+                         "or notes on F4 History (press i), then come back and press t. Until then drafts use "
+                         "your examples and style.")
             self.query_one("#train", Button).disabled = True
         else:
             lines.append(f"Training would take about [b]{human_duration(data['estimate_seconds'])}[/b] on this "

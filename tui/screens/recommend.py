@@ -167,6 +167,9 @@ class RecommendScreen(TaskScreen):
         self._shown_filters = used
         self.recs = recs
         line = profile_line(getattr(recs, "disclosure", None))
+        if catalogs[1] == "demo" and not self.session.vault.is_demo:
+            line = ("From the bundled demo catalog (public-domain books and films); import your own with "
+                    "`localpers catalog import FILE`. " + line)
         self.query_one("#rec-profile", Static).update(_escape(line))
         self.query_one("#rec-profile", Static).display = bool(line)
         self._fill_table()
