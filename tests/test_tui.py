@@ -69,6 +69,10 @@ async def test_create_user_lock_and_unlock_again(empty_home):
         unlock = app.screen
         await wait_for(pilot, lambda: not unlock.query_one("#unlock-busy").display, timeout=60)
         assert "Vault closed" in str(unlock.query_one("#unlock-status").render())
+        assert app.focused is unlock.query_one("#passphrase"), "after locking, typing goes to the form"
+        await pilot.press(*"typed")
+        assert unlock.query_one("#passphrase").value == "typed"
+        unlock.query_one("#passphrase").value = ""
         options = unlock.query_one("#users")
         assert [options.get_option_at_index(i).id for i in range(options.option_count)][1:] == ["ada"]
 
@@ -175,6 +179,37 @@ async def test_the_demo_says_it_is_not_your_data(demo_home):
         status = app.screen.query_one("#history-status")
         await wait_for(pilot, lambda: "demo: synthetic texts" in str(status.render()), timeout=60)
         assert not app.screen.query_one("#history-empty").display
+
+
+async def test_copy_says_honestly_whether_it_copied(demo_home, tmp_path, monkeypatch):
+    """Ctrl+O uses a clipboard tool when there is one; without one it says the text may not be copied."""
+    import shutil
+
+    cat = shutil.which("cat")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))  # no clipboard tool on the path
+    monkeypatch.setenv("DISPLAY", ":0")
+    app = LocalpersApp(home=demo_home, demo=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await unlocked(pilot)
+        draft = app.screen.query_one("#draft")
+        draft.text = "Dear Tom, Thursday works. Nora"
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: any("Sent 30 characters" in m for m in notifications(app)))
+        assert not any(m.startswith("Copied") for m in notifications(app))
+        assert app.clipboard == draft.text
+
+        # xclip is not installed here: a stand-in with its command line keeps what it is given.
+        received = tmp_path / "received"
+        tool = bin_dir / "xclip"
+        tool.write_text(f"#!/bin/sh\n{cat} > {received}\n")
+        tool.chmod(0o755)
+        draft.text = "Dear Tom, Friday works too."
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: any("Copied 27 characters to the clipboard (with xclip)" in m
+                                          for m in notifications(app)))
+        assert received.read_text() == "Dear Tom, Friday works too."
 
 
 # ---------------------------------------------------------------------- recommend

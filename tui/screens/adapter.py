@@ -62,9 +62,8 @@ class AdapterScreen(TaskScreen):
                     yield Label("Use it when writing (off: the base model, to compare)", id="use-label")
             with Vertical(classes="adapter-section"):
                 yield Static("Training", classes="section-title")
-                with Horizontal(id="train-row"):
-                    yield ProgressBar(total=100, id="train-bar", show_eta=False)
-                    yield Static("not running", id="train-stats")
+                yield ProgressBar(total=100, id="train-bar", show_eta=False)
+                yield Static("not running", id="train-stats")  # its own line: the phase text is read in full
                 with Horizontal(id="train-buttons"):
                     yield Button("Train (t)", variant="primary", id="train")
                     yield Button("Cancel (c)", id="cancel", disabled=True)

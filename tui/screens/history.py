@@ -253,10 +253,18 @@ class HistoryScreen(TaskScreen):
 
         report = None
         try:
-            report = self.session.history().import_path(path, progress=progress, cancel=cancel)
+            history = self.session.history()
+            # Loading the embedding model takes a while the first time: say so, rather than "0%" for all of it.
+            self.from_thread(self._loading_model)
+            history.embedder  # noqa: B018 (loads the model once per process)
+            report = history.import_path(path, progress=progress, cancel=cancel)
         except Exception as exc:
             self.report(exc, f"Importing {path}")
         self.from_thread(self._imported, report)
+
+    def _loading_model(self) -> None:
+        self.query_one("#import-bar", ProgressBar).update(total=None)
+        self.query_one("#import-label", Static).update("Loading the embedding model (once per session)…  (c cancels)")
 
     def _progress(self, done: int, total: int | None, message: str) -> None:
         bar = self.query_one("#import-bar", ProgressBar)

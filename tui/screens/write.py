@@ -275,8 +275,17 @@ class WriteScreen(TaskScreen):
         if not text.strip():
             self.notify("Nothing to copy yet.", severity="warning")
             return
-        self.app.copy_to_clipboard(text)
-        self.notify(f"Copied {len(text)} characters to the clipboard.", timeout=3)
+        from ..clipboard import copy_with_tool
+
+        self.app.copy_to_clipboard(text)  # the terminal's clipboard (OSC 52), where the terminal accepts it
+        tool = copy_with_tool(text)
+        if tool:
+            self.notify(f"Copied {len(text)} characters to the clipboard (with {tool}).", timeout=3)
+        else:
+            self.notify(f"Sent {len(text)} characters to the terminal's clipboard, but this terminal may not accept "
+                        "it and no clipboard tool (wl-copy, xclip, xsel) was found. If pasting gives nothing, "
+                        "select the draft with the mouse (Shift+drag in most terminals); Ctrl+S keeps it in your "
+                        "vault.", title="Maybe not copied", severity="warning", timeout=10)
 
     def action_toggle_examples(self) -> None:
         self.handled_keys.append(("toggle_examples", time.monotonic()))
