@@ -439,6 +439,32 @@ async def test_privacy_shows_counts_exports_and_erases(demo_home, tmp_path):
     assert not (demo_home / "users" / "demo").exists()
 
 
+async def test_ledger_fits_80_columns_and_reads_as_sentences(demo_home):
+    app = LocalpersApp(home=demo_home, demo=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await unlocked(pilot)
+        await pilot.press("f3")  # a list that uses the profile: one disclosure in the ledger
+        await wait_for(pilot, lambda: app.screen.recs, timeout=60)
+        await pilot.press("f6")
+        screen = app.screen
+        table = screen.query_one("#ledger")
+        await wait_for(pilot, lambda: table.row_count == 1, timeout=30)
+        await pilot.pause(0.3)
+        header = next(line for line in screen_text(app).splitlines() if "When" in line and "Why" in line)
+        assert "To" in header and "Shared" in header, f"a ledger column is off-screen: {header!r}"
+        row = next(line for line in screen_text(app).splitlines() if "today" in line)
+        assert "recommen…" in row and "local reco…" in row and " of 5" in row, f"the ledger row: {row!r}"
+        assert "none" not in str(table.get_row_at(0)[-1]) and "?" not in str(table.get_row_at(0)[-1])
+
+        table.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is not screen)
+        text = str(app.screen.query_one("#reader-text").render())
+        assert "The local recommender was told" in text and "Kept back: age, occupation." in text
+        assert "{" not in text and "0.999" not in text, text
+        assert "with 100% confidence" in text
+
+
 # ---------------------------------------------------------------------- palette, help, themes
 
 

@@ -262,10 +262,13 @@ class Session:
     # ------------------------------------------------------------------ privacy
 
     def ledger(self) -> list[dict]:
-        """Every disclosure of profile facts, newest first (see :mod:`localpers.disclosure.ledger`)."""
-        from localpers.disclosure import ledger_entries
+        """Every disclosure of profile facts, newest first (see :mod:`localpers.disclosure.ledger`).
 
-        return [entry.to_dict() for entry in ledger_entries(self.vault)]
+        Each entry's dict also has ``sentences``: the entry as a person reads it.
+        """
+        from localpers.disclosure import describe_entry, ledger_entries
+
+        return [{**entry.to_dict(), "sentences": describe_entry(entry)} for entry in ledger_entries(self.vault)]
 
     def erase_user(self) -> None:
         """Erase this user's vault for good, once running work has stopped (the session ends)."""
