@@ -515,6 +515,33 @@ async def test_theme_cycles_and_is_remembered(demo_home):
     assert again.theme == chosen
 
 
+def _contrast(widget) -> float:
+    """WCAG contrast ratio of a widget's text against its background."""
+    def luminance(c) -> float:
+        def channel(v: int) -> float:
+            v /= 255
+            return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+        return 0.2126 * channel(c.r) + 0.7152 * channel(c.g) + 0.0722 * channel(c.b)
+
+    _, _, background, color = widget.colors
+    high, low = sorted([luminance(color), luminance(background)], reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+async def test_title_and_demo_badge_are_readable_in_every_theme(demo_home):
+    from localpers.tui.app import THEME_CYCLE
+
+    app = LocalpersApp(home=demo_home, demo=True)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await unlocked(pilot)
+        for theme in THEME_CYCLE:
+            app.theme = theme
+            await pilot.pause()
+            for selector in ("#nav-title", "#nav-user-long"):
+                ratio = _contrast(app.screen.query_one(selector))
+                assert ratio >= 4.5, f"{selector} in {theme}: contrast {ratio:.2f}:1, under 4.5:1"
+
+
 async def test_errors_are_notifications_that_say_what_to_do(demo_home):
     app = LocalpersApp(home=demo_home, demo=True)
     async with app.run_test(size=(80, 24)) as pilot:
