@@ -318,9 +318,10 @@ def terminal_driver() -> type[Driver] | None:
     return TerminalDriver
 
 
-def run(user: str | None = None, demo: bool = False, home: Path | None = None) -> None:
-    """Open the app in this terminal (what ``localpers tui`` does)."""
+def run(user: str | None = None, demo: bool = False, home: Path | None = None) -> int:
+    """Open the app in this terminal (what ``localpers tui`` does); returns its exit code."""
     with own_terminal():
         # Made inside own_terminal, so the driver draws on (and measures) the private terminal handle.
         app = LocalpersApp(user=user, demo=demo, home=home, driver_class=terminal_driver())
         app.run()
+    return app.return_code or 0
