@@ -18,12 +18,12 @@ from .dialogs import ConfirmScreen, PathScreen
 # What each vault table holds, in words a user knows.
 TABLE_WORDS = {
     "items": "texts, all kinds",
-    "interactions": "likes, ratings, feedback",
+    "interactions": "ratings, feedback",
     "features": "profile facts",
-    "drafts": "drafts and your edits",
+    "drafts": "drafts, your edits",
     "ledger": "disclosures",
-    "blobs": "files (index, adapters)",
-    "cache": "embeddings and caches",
+    "blobs": "index and adapters",
+    "cache": "embeddings, caches",
     "imports": "imports in progress",
     "fingerprints": "duplicate checks",
 }
@@ -58,9 +58,9 @@ class PrivacyScreen(TaskScreen):
 
     def on_mount(self) -> None:
         stored = self.query_one("#stored", DataTable)
-        stored.border_title = "What is stored (all encrypted)"
-        stored.add_column("Count", key="count")
-        stored.add_column("What", key="what")
+        stored.border_title = "Stored, all encrypted"
+        stored.add_column("Count", key="count", width=5)
+        stored.add_column("What", key="what", width=19)  # fits the narrow layout's 32 columns
         self.query_one("#ledger", DataTable).border_title = "Disclosure ledger (Enter: in full)"
         self.ledger_rows: list[dict] = []
         self._fill_ledger()
@@ -107,9 +107,9 @@ class PrivacyScreen(TaskScreen):
         stored = self.query_one("#stored", DataTable)
         stored.clear()
         for kind, n in sorted(stats["items_by_kind"].items()):
-            stored.add_row(Text(str(n), justify="right"), f"  {kind or 'other'} texts")
+            stored.add_row(Text(str(n), justify="right"), Text(f"  {kind or 'other'} texts", overflow="ellipsis", no_wrap=True))
         for table, n in stats["tables"].items():
-            stored.add_row(Text(str(n), justify="right"), TABLE_WORDS.get(table, table))
+            stored.add_row(Text(str(n), justify="right"), cell(TABLE_WORDS.get(table, table)))
         demo = " Demo profile: synthetic data." if stats.get("demo") else ""
         self.query_one("#stored-total", Static).update(
             f"On disk: [b]{human_bytes(stats['bytes'], coarse=True)}[/b], sealed with AES-256-GCM; only ids, kinds "

@@ -79,7 +79,7 @@ class RecommendScreen(TaskScreen):
         table = self.query_one("#recs", DataTable)
         row = table.cursor_row
         self._table_width = self.size.width
-        title, why = split_width(max(self.size.width, 80), [3, 6], [0.38, 0.62])
+        title, why = split_width(max(self.size.width, 80), [3, 6], [0.45, 0.55])
         table.clear(columns=True)
         table.add_column("#", key="rank", width=3)
         table.add_column("Title", key="title", width=title)
