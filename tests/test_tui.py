@@ -69,6 +69,10 @@ async def test_create_user_lock_and_unlock_again(empty_home):
         unlock = app.screen
         await wait_for(pilot, lambda: not unlock.query_one("#unlock-busy").display, timeout=60)
         assert "Vault closed" in str(unlock.query_one("#unlock-status").render())
+        assert app.focused is unlock.query_one("#passphrase"), "after locking, typing goes to the form"
+        await pilot.press(*"typed")
+        assert unlock.query_one("#passphrase").value == "typed"
+        unlock.query_one("#passphrase").value = ""
         options = unlock.query_one("#users")
         assert [options.get_option_at_index(i).id for i in range(options.option_count)][1:] == ["ada"]
 
@@ -117,6 +121,97 @@ async def test_user_option_prefills_the_name(demo_home):
         assert app.session is None
 
 
+async def test_a_new_users_first_screens_each_name_the_next_step(demo_home):
+    """A brand-new vault: every empty screen says what to do next and which key does it."""
+    from localpers.vault import Vault
+
+    Vault.create("ada", "river alder meadow swale", home=demo_home / "users", kdf_seconds=0).close()
+    app = LocalpersApp(home=demo_home)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await _unlock_as(pilot, "ada", "river alder meadow swale")
+        screen = app.screen
+        draft = screen.query_one("#draft")
+        await wait_for(pilot, lambda: "no texts yet" in str(draft.placeholder))
+        text = screen_text(app)
+        assert "DEMO" not in text and "Nora" not in text, "nothing of the demo shows in a user's own vault"
+        assert "no texts yet" in text, "the guide shows in the empty draft box"
+        assert "F4 History, then i: import sent mail" in draft.placeholder
+        assert "F5 Adapter, then t: train your adapter" in draft.placeholder
+
+        await pilot.press("f4")
+        screen = app.screen
+        empty = screen.query_one("#history-empty")
+        await wait_for(pilot, lambda: empty.display and "0 texts" in str(screen.query_one("#history-status").render()))
+        guide = str(empty.render())
+        assert "Your history is empty" in guide and "Press i to import" in guide
+        assert "localpers import ~/Mail/sent.mbox" in guide and "--user ada" in guide
+        await wait_for(pilot, lambda: "Your history is empty" in screen_text(app), timeout=5)
+
+        await pilot.press("f5")
+        data = app.screen.query_one("#adapter-data")
+        await wait_for(pilot, lambda: "more texts you wrote" in str(data.render()), timeout=60)
+        needed = app.session.readiness()[1]
+        assert needed > 0 and f"{needed} more texts you wrote" in str(data.render())
+        assert "F4 History (press i)" in str(data.render())
+        assert app.screen.query_one("#train").disabled
+
+        await pilot.press("f3")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.recs, timeout=60)
+        assert "bundled demo catalog" in str(screen.query_one("#rec-profile").render())
+        assert "localpers catalog import FILE" in str(screen.query_one("#rec-profile").render())
+
+        # Once texts arrive, the History guide goes away.
+        app.session.history().add_texts(["Dear Tom, can we move our meeting to Thursday? Ada"], kind="email")
+        await pilot.press("f4")
+        app.screen.load()
+        await wait_for(pilot, lambda: not app.screen.query_one("#history-empty").display)
+
+
+async def test_the_demo_says_it_is_not_your_data(demo_home):
+    app = LocalpersApp(home=demo_home, demo=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await unlocked(pilot)
+        draft = app.screen.query_one("#draft")
+        await wait_for(pilot, lambda: "Nora Quill, a fictional writer" in str(draft.placeholder))
+        assert "Ctrl+L, then Ctrl+N" in screen_text(app)
+        await pilot.press("f4")
+        status = app.screen.query_one("#history-status")
+        await wait_for(pilot, lambda: "demo: synthetic texts" in str(status.render()), timeout=60)
+        assert not app.screen.query_one("#history-empty").display
+
+
+async def test_copy_says_honestly_whether_it_copied(demo_home, tmp_path, monkeypatch):
+    """Ctrl+O uses a clipboard tool when there is one; without one it says the text may not be copied."""
+    import shutil
+
+    cat = shutil.which("cat")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))  # no clipboard tool on the path
+    monkeypatch.setenv("DISPLAY", ":0")
+    app = LocalpersApp(home=demo_home, demo=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await unlocked(pilot)
+        draft = app.screen.query_one("#draft")
+        draft.text = "Dear Tom, Thursday works. Nora"
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: any("Sent 30 characters" in m for m in notifications(app)))
+        assert not any(m.startswith("Copied") for m in notifications(app))
+        assert app.clipboard == draft.text
+
+        # xclip is not installed here: a stand-in with its command line keeps what it is given.
+        received = tmp_path / "received"
+        tool = bin_dir / "xclip"
+        tool.write_text(f"#!/bin/sh\n{cat} > {received}\n")
+        tool.chmod(0o755)
+        draft.text = "Dear Tom, Friday works too."
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: any("Copied 27 characters to the clipboard (with xclip)" in m
+                                          for m in notifications(app)))
+        assert received.read_text() == "Dear Tom, Friday works too."
+
+
 # ---------------------------------------------------------------------- recommend
 
 
@@ -163,6 +258,65 @@ async def test_recommend_filters(demo_home):
         await wait_for(pilot, lambda: screen.recs and all("horror" in [t.lower() for t in r.item.tags]
                                                           for r in screen.recs))
         assert all(r.item.kind == "film" for r in screen.recs)
+
+
+async def _unlock_as(pilot, user: str, passphrase: str) -> None:
+    screen = pilot.app.screen
+    screen.set_creating(False)
+    screen.query_one("#user").value = user
+    screen.query_one("#passphrase").value = passphrase
+    screen.query_one("#passphrase").focus()
+    await pilot.press("enter")
+    await unlocked(pilot)
+
+
+async def test_recommend_lets_the_user_pick_a_catalog_and_remembers_it(demo_home, tmp_path):
+    import json
+
+    from localpers.catalog import Catalog
+    from localpers.vault import Vault
+
+    # A second catalog next to the demo one: recommending cannot guess which the user means.
+    books = tmp_path / "books.jsonl"
+    books.write_text("\n".join(json.dumps({"id": f"b{i}", "title": f"Lighthouse Keeper's Log {i}", "kind": "book",
+                                            "description": f"Volume {i} of a keeper's notes on storms and ships."})
+                               for i in range(8)), encoding="utf-8")
+    Catalog("books", home=demo_home).import_file(books)
+    assert Catalog.names(demo_home) == ["books", "demo"]
+    Vault.create("ada", "river alder meadow swale", home=demo_home / "users", kdf_seconds=0).close()
+
+    app = LocalpersApp(home=demo_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _unlock_as(pilot, "ada", "river alder meadow swale")
+        await pilot.press("f3")
+        screen = app.screen
+        detail = screen.query_one("#rec-detail")
+        await wait_for(pilot, lambda: "Choose the one" in str(detail.render()), timeout=60)
+        assert "books, demo" in str(detail.render())
+        assert not any("failed" in m for m in notifications(app)), notifications(app)
+        choice = screen.query_one("#rec-catalog")
+        assert app.focused is choice, "the catalog choice has the focus"
+
+        choice.value = "books"
+        await wait_for(pilot, lambda: screen.recs, timeout=60)
+        assert {rec.item.id for rec in screen.recs} <= {f"b{i}" for i in range(8)}
+        assert "Lighthouse Keeper" in screen_text(app)
+
+    # Unlocked again, the choice is remembered: the list comes straight from the books catalog.
+    app = LocalpersApp(home=demo_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _unlock_as(pilot, "ada", "river alder meadow swale")
+        await pilot.press("f3")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.recs, timeout=60)
+        assert screen.recs[0].item.id.startswith("b")
+        assert screen.query_one("#rec-catalog").value == "books"
+
+        # Switching to the demo catalog works from the same box.
+        screen.query_one("#rec-catalog").value = "demo"
+        await wait_for(pilot, lambda: screen.recs and not screen.recs[0].item.id.startswith("b"), timeout=60)
+    with Vault.open("ada", "river alder meadow swale", home=demo_home / "users") as vault:
+        assert vault.get_blob("tui-catalog") == b"demo"
 
 
 # ---------------------------------------------------------------------- history
@@ -285,6 +439,32 @@ async def test_privacy_shows_counts_exports_and_erases(demo_home, tmp_path):
     assert not (demo_home / "users" / "demo").exists()
 
 
+async def test_ledger_fits_80_columns_and_reads_as_sentences(demo_home):
+    app = LocalpersApp(home=demo_home, demo=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await unlocked(pilot)
+        await pilot.press("f3")  # a list that uses the profile: one disclosure in the ledger
+        await wait_for(pilot, lambda: app.screen.recs, timeout=60)
+        await pilot.press("f6")
+        screen = app.screen
+        table = screen.query_one("#ledger")
+        await wait_for(pilot, lambda: table.row_count == 1, timeout=30)
+        await pilot.pause(0.3)
+        header = next(line for line in screen_text(app).splitlines() if "When" in line and "Why" in line)
+        assert "To" in header and "Shared" in header, f"a ledger column is off-screen: {header!r}"
+        row = next(line for line in screen_text(app).splitlines() if "today" in line)
+        assert "recommen…" in row and "local reco…" in row and " of 5" in row, f"the ledger row: {row!r}"
+        assert "none" not in str(table.get_row_at(0)[-1]) and "?" not in str(table.get_row_at(0)[-1])
+
+        table.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is not screen)
+        text = str(app.screen.query_one("#reader-text").render())
+        assert "The local recommender was told" in text and "Kept back: age, occupation." in text
+        assert "{" not in text and "0.999" not in text, text
+        assert "with 100% confidence" in text
+
+
 # ---------------------------------------------------------------------- palette, help, themes
 
 
@@ -333,6 +513,33 @@ async def test_theme_cycles_and_is_remembered(demo_home):
     assert f'theme = "{chosen}"' in (demo_home / "config.toml").read_text()
     again = LocalpersApp(home=demo_home, demo=True)
     assert again.theme == chosen
+
+
+def _contrast(widget) -> float:
+    """WCAG contrast ratio of a widget's text against its background."""
+    def luminance(c) -> float:
+        def channel(v: int) -> float:
+            v /= 255
+            return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+        return 0.2126 * channel(c.r) + 0.7152 * channel(c.g) + 0.0722 * channel(c.b)
+
+    _, _, background, color = widget.colors
+    high, low = sorted([luminance(color), luminance(background)], reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+async def test_title_and_demo_badge_are_readable_in_every_theme(demo_home):
+    from localpers.tui.app import THEME_CYCLE
+
+    app = LocalpersApp(home=demo_home, demo=True)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await unlocked(pilot)
+        for theme in THEME_CYCLE:
+            app.theme = theme
+            await pilot.pause()
+            for selector in ("#nav-title", "#nav-user-long"):
+                ratio = _contrast(app.screen.query_one(selector))
+                assert ratio >= 4.5, f"{selector} in {theme}: contrast {ratio:.2f}:1, under 4.5:1"
 
 
 async def test_errors_are_notifications_that_say_what_to_do(demo_home):

@@ -27,6 +27,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.driver import Driver
 
 from .screens.adapter import AdapterScreen
 from .screens.base import TaskScreen, describe_error
@@ -92,6 +93,7 @@ class LocalpersApp(App):
         kdf_seconds: how long key derivation takes for new users (0 = fastest safe setting, for tests).
         max_tokens: the longest draft the Write screen asks for.
         train_config: a :class:`localpers.train.TrainConfig` for the Adapter screen (default: the recipe's).
+        driver_class: Textual's terminal driver (default: the platform's; see :func:`terminal_driver`).
     """
 
     CSS_PATH = "app.tcss"
@@ -110,7 +112,7 @@ class LocalpersApp(App):
 
     def __init__(self, user: str | None = None, demo: bool = False, home: Path | str | None = None,
                  engine_model: str | None = None, *, kdf_seconds: float = 0.5, max_tokens: int = 200,
-                 train_config: Any = None) -> None:
+                 train_config: Any = None, driver_class: type[Driver] | None = None) -> None:
         from localpers.paths import Config, data_dir
 
         self.home = Path(home).expanduser() if home else data_dir()
@@ -123,7 +125,7 @@ class LocalpersApp(App):
         self.max_tokens = max_tokens
         self.train_config = train_config
         self.session: Session | None = None
-        super().__init__()
+        super().__init__(driver_class=driver_class)
         if self.config.theme in self.available_themes:
             self.theme = self.config.theme
 
@@ -295,8 +297,33 @@ def own_terminal() -> Iterator[None]:
         terminal.close()
 
 
-def run(user: str | None = None, demo: bool = False, home: Path | None = None) -> None:
-    """Open the app in this terminal (what ``localpers tui`` does)."""
-    app = LocalpersApp(user=user, demo=demo, home=home)
+def terminal_driver() -> type[Driver] | None:
+    """Textual's driver for this platform, measuring the terminal it draws on.
+
+    Textual's own driver asks for the size of descriptor 1, which :func:`own_terminal`
+    points at /dev/null, and would fall back to 80x24; this one asks the terminal
+    handle it writes to, so the app fills the window and follows every resize.
+    None on Windows, where Textual's default driver is used as it is.
+    """
+    if sys.platform == "win32":
+        return None
+    from textual.drivers.linux_driver import LinuxDriver
+
+    class TerminalDriver(LinuxDriver):
+        def _get_terminal_size(self) -> tuple[int, int]:
+            try:
+                size = os.get_terminal_size(self._file.fileno())
+            except (AttributeError, ValueError, OSError):
+                return super()._get_terminal_size()
+            return size.columns or 80, size.lines or 24
+
+    return TerminalDriver
+
+
+def run(user: str | None = None, demo: bool = False, home: Path | None = None) -> int:
+    """Open the app in this terminal (what ``localpers tui`` does); returns its exit code."""
     with own_terminal():
+        # Made inside own_terminal, so the driver draws on (and measures) the private terminal handle.
+        app = LocalpersApp(user=user, demo=demo, home=home, driver_class=terminal_driver())
         app.run()
+    return app.return_code or 0

@@ -23,8 +23,19 @@ if TYPE_CHECKING:
     from textual.app import App
 
 
+CATALOG_CHOICE = "tui-catalog"  # the vault blob (sealed) naming the catalog this user picked
+
+
 class SessionClosed(Exception):
     """The vault is being closed or erased: no new work may start on it."""
+
+
+class CatalogChoiceNeeded(Exception):
+    """There are several catalogs and this user has not picked one yet (``names`` lists them)."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(f"several catalogs ({', '.join(names)}): choose one")
+        self.names = names
 
 
 class Session:
@@ -135,6 +146,13 @@ class Session:
             data["estimate_seconds"] = estimate_training(self.vault, config)
         return data
 
+    def readiness(self) -> tuple[int, int]:
+        """``(texts the user wrote, texts still needed for an adapter)``: a quick count, no decryption."""
+        from localpers.train import TrainConfig
+        from localpers.write import adapter_readiness
+
+        return adapter_readiness(self.vault, min_texts=(self.train_config or TrainConfig()).recipe().min_texts)
+
     def adapter_info(self) -> Any:
         """The installed adapter's :class:`localpers.adapter.AdapterInfo`, or None."""
         from localpers.adapter import installed
@@ -172,15 +190,48 @@ class Session:
             pool = self._catalog_thread
         return pool.submit(fn).result()
 
+    def catalog_choice(self) -> tuple[list[str], str | None]:
+        """The catalogs there are and the one this user recommends from (None: several, none picked yet).
+
+        The demo profile always uses the bundled demo catalog, and so does a new user
+        until a catalog is imported; with several, the user's pick is kept (sealed) in their vault.
+        """
+        from localpers.catalog import Catalog
+
+        names = Catalog.names(self.home)
+        if self.vault.is_demo or not names:
+            return ["demo"], "demo"
+        if len(names) == 1:
+            return names, names[0]
+        saved = self.vault.get_blob(CATALOG_CHOICE)
+        chosen = saved.decode("utf-8") if saved else None
+        if chosen not in names:
+            chosen = "default" if "default" in names else None
+        return names, chosen
+
+    def choose_catalog(self, name: str) -> None:
+        """Recommend from catalog ``name`` from now on (remembered in the vault)."""
+        from localpers.catalog import Catalog
+
+        if not Catalog.exists(name, self.home):
+            from localpers.errors import LocalpersError
+
+            raise LocalpersError(f"no catalog named {name!r}; there is {', '.join(Catalog.names(self.home))}")
+        self.vault.put_blob(CATALOG_CHOICE, name.encode("utf-8"))
+
+        def forget() -> None:
+            self._catalog_obj = self._recommender_obj = None
+
+        self._on_catalog_thread(forget)
+
     def _catalog(self) -> Any:
         from localpers.catalog import Catalog
 
         if self._catalog_obj is None:
-            if self.vault.is_demo or not Catalog.names(self.home):
-                # A new user starts with the bundled catalog too, until they import their own.
-                self._catalog_obj = Catalog.demo(self.home)
-            else:
-                self._catalog_obj = Catalog.find(home=self.home)
+            names, chosen = self.catalog_choice()
+            if chosen is None:
+                raise CatalogChoiceNeeded(names)
+            self._catalog_obj = Catalog.demo(self.home) if chosen == "demo" else Catalog(chosen, home=self.home)
         return self._catalog_obj
 
     def _recommender(self) -> Any:
@@ -211,10 +262,13 @@ class Session:
     # ------------------------------------------------------------------ privacy
 
     def ledger(self) -> list[dict]:
-        """Every disclosure of profile facts, newest first (see :mod:`localpers.disclosure.ledger`)."""
-        from localpers.disclosure import ledger_entries
+        """Every disclosure of profile facts, newest first (see :mod:`localpers.disclosure.ledger`).
 
-        return [entry.to_dict() for entry in ledger_entries(self.vault)]
+        Each entry's dict also has ``sentences``: the entry as a person reads it.
+        """
+        from localpers.disclosure import describe_entry, ledger_entries
+
+        return [{**entry.to_dict(), "sentences": describe_entry(entry)} for entry in ledger_entries(self.vault)]
 
     def erase_user(self) -> None:
         """Erase this user's vault for good, once running work has stopped (the session ends)."""

@@ -15,6 +15,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
@@ -97,6 +98,24 @@ def first_line(text: str, width: int = 60) -> str:
         if line:
             return line if len(line) <= width else line[: width - 1] + "…"
     return ""
+
+
+def cell(text: str) -> Text:
+    """A table cell that ends with '…' when its column is too narrow (the full text is shown elsewhere)."""
+    return Text(" ".join(str(text or "").split()), overflow="ellipsis", no_wrap=True)
+
+
+def split_width(total: int, fixed: list[int], shares: list[float], minimum: int = 8) -> list[int]:
+    """Widths for a table's flexible columns: what ``fixed`` columns and cell padding leave, by ``shares``.
+
+    Each column has one space of padding on either side, and 2 columns go to the scrollbar.
+
+    >>> split_width(80, [3, 6], [0.4, 0.6])
+    [23, 36]
+    """
+    free = total - sum(fixed) - 2 * (len(fixed) + len(shares)) - 2
+    widths = [max(minimum, int(free * share)) for share in shares]
+    return widths
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ Example::
     (['x0'], 1)
 """
 
-from .ledger import LedgerEntry, export_ledger, ledger_entries, record
+from .ledger import LedgerEntry, describe_entry, export_ledger, fact_value, ledger_entries, record
 from .prior import Feature, GaussianPrior, MixedPrior, Posterior, Prior, independent_prior
 from .profile import (
     DECISIONS,
@@ -43,6 +43,6 @@ from .select import Disclosure, DisclosureConfig, LinearDecision, Step, full_dec
 __all__ = [
     "DECISIONS", "Disclosure", "DisclosureConfig", "FactSelection", "Feature", "GaussianPrior", "LedgerEntry",
     "LinearDecision", "MixedPrior", "Posterior", "Prior", "ProfileDecision", "ProfileFact", "Step",
-    "choose_profile_facts", "export_ledger", "formality_score", "full_decision", "independent_prior", "ledger_entries",
+    "choose_profile_facts", "describe_entry", "export_ledger", "fact_value", "formality_score", "full_decision", "independent_prior", "ledger_entries",
     "minimal_disclosure", "profile_facts", "record",
 ]

@@ -45,6 +45,63 @@ class LedgerEntry:
         return asdict(self)
 
 
+def fact_value(value: Any) -> str:
+    """A profile fact's value as a person reads it: rounded numbers, lists joined, a text as itself.
+
+    >>> fact_value(0.9999999999999999), fact_value(["a", "b"]), fact_value({"text": "Likes maps", "edited": True})
+    ('1', 'a, b', '"Likes maps"')
+    """
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{round(value, 2):g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fact_value(v) for v in value) or "none"
+    if isinstance(value, dict):
+        if "text" in value:
+            return '"' + " ".join(str(value["text"]).split()) + '"'
+        return "; ".join(f"{k.replace('_', ' ')} {fact_value(v)}" for k, v in value.items()) or "none"
+    return "none" if value in (None, "") else str(value)
+
+
+def describe_entry(entry: LedgerEntry) -> list[str]:
+    """One ledger entry as sentences, for people (the app's detail view, ``localpers privacy ledger``).
+
+    Example::
+
+        >>> entry = LedgerEntry(1, 0, "recommendation", "local recommender", {"classic_share": 1.0},
+        ...                     ["age"], {"name": "recommendation-era", "label": "classic",
+        ...                               "confidence": 0.9999999999999999, "guaranteed": True}, [])
+        >>> for line in describe_entry(entry):
+        ...     print(line)
+        The local recommender was told 1 of 2 profile facts, for recommendation.
+        Shared: classic share: 1.
+        Kept back: age.
+        Decision (recommendation era): classic, with 100% confidence; the same as with every fact, guaranteed.
+    """
+    revealed = entry.revealed or {}
+    total = len(revealed) + len(entry.withheld or [])
+    lines = [f"The {entry.recipient or 'recipient'} was told {len(revealed)} of {total} profile facts"
+             + (f", for {entry.purpose}." if entry.purpose else ".")]
+    if revealed:
+        shared = [f"{name.replace('_', ' ')}: {fact_value(value)}" for name, value in revealed.items()]
+        lines.append("Shared: " + "; ".join(shared) + ".")
+    else:
+        lines.append("Shared: nothing.")
+    withheld = [name.replace("_", " ") for name in entry.withheld or []]
+    lines.append(f"Kept back: {', '.join(withheld) or 'nothing'}.")
+    decision = entry.decision or {}
+    if decision.get("label") is not None:
+        name = str(decision.get("name") or "").replace("-", " ")
+        text = f"Decision{f' ({name})' if name else ''}: {fact_value(decision['label'])}"
+        if isinstance(decision.get("confidence"), (int, float)):
+            text += f", with {decision['confidence']:.0%} confidence"
+        if decision.get("guaranteed"):
+            text += "; the same as with every fact, guaranteed"
+        lines.append(text + ".")
+    return lines
+
+
 def record(vault: "Vault", disclosure: Disclosure, *, purpose: str, recipient: str, decision_name: str | None = None,
            revealed: dict[str, Any] | None = None, withheld: list[str] | None = None) -> int:
     """Write one disclosure to the vault's ledger and return its entry id.

@@ -62,9 +62,8 @@ class AdapterScreen(TaskScreen):
                     yield Label("Use it when writing (off: the base model, to compare)", id="use-label")
             with Vertical(classes="adapter-section"):
                 yield Static("Training", classes="section-title")
-                with Horizontal(id="train-row"):
-                    yield ProgressBar(total=100, id="train-bar", show_eta=False)
-                    yield Static("not running", id="train-stats")
+                yield ProgressBar(total=100, id="train-bar", show_eta=False)
+                yield Static("not running", id="train-stats")  # its own line: the phase text is read in full
                 with Horizontal(id="train-buttons"):
                     yield Button("Train (t)", variant="primary", id="train")
                     yield Button("Cancel (c)", id="cancel", disabled=True)
@@ -93,8 +92,9 @@ class AdapterScreen(TaskScreen):
     def _show_info(self, data: dict, current: Any, checkpoint: int | None) -> None:
         lines = [f"{data['texts']} texts of yours, about {data['tokens']:,} tokens, to learn from."]
         if data["needed"]:
-            lines.append(f"A personal adapter needs {data['needed']} more; until then drafts use your examples "
-                         "and style.")
+            lines.append(f"A personal adapter needs [b]{data['needed']} more texts you wrote[/b]: import sent mail "
+                         "or notes on F4 History (press i), then come back and press t. Until then drafts use "
+                         "your examples and style.")
             self.query_one("#train", Button).disabled = True
         else:
             lines.append(f"Training would take about [b]{human_duration(data['estimate_seconds'])}[/b] on this "

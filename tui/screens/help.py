@@ -24,13 +24,20 @@ def _bindings(cls: type) -> list[Binding]:
 
 
 def key_display(key: str) -> str:
-    """'ctrl+g,f9' -> 'Ctrl+G / F9'."""
+    """'ctrl+g,f9' -> 'Ctrl+G / F9'; a plain letter stays as typed ('t', not 'T', which would mean Shift+T).
+
+    >>> key_display("ctrl+g,f9"), key_display("t"), key_display("delete,x")
+    ('Ctrl+G / F9', 't', 'Del / x')
+    """
     names = {"escape": "Esc", "delete": "Del", "enter": "Enter", "slash": "/", "space": "Space"}
     shown = []
     for k in key.split(","):
-        parts = [names.get(p, p.upper() if len(p) == 1 or re.fullmatch(r"f\d+", p) else p.capitalize())
-                 for p in k.strip().split("+")]
-        shown.append("+".join(parts))
+        parts = k.strip().split("+")
+        if len(parts) == 1 and len(parts[0]) == 1:
+            shown.append(parts[0])
+            continue
+        shown.append("+".join(names.get(p, p.upper() if len(p) == 1 or re.fullmatch(r"f\d+", p) else p.capitalize())
+                              for p in parts))
     return " / ".join(shown)
 
 

@@ -21,6 +21,14 @@ from ..widgets import first_line, relative_day
 from .base import TaskScreen, vault_work
 from .dialogs import ConfirmScreen, PathScreen, TextScreen
 
+EMPTY_HISTORY = """[b]Your history is empty.[/b] Drafts and your adapter learn from texts you wrote.
+
+Press [b]i[/b] to import them: sent mail (an mbox file, a Maildir folder, .eml files) or a folder of notes
+(.txt, .md); JSONL and a ratings CSV work too. Importing the same source again adds nothing twice.
+From a shell: [b]localpers import ~/Mail/sent.mbox --from you@example.org --user {user}[/b]
+
+Then train your adapter: [b]F5[/b] Adapter, then [b]t[/b]."""
+
 SEARCH_MODES = [("Meaning", "dense"), ("Keyword", "keyword"), ("Both", "hybrid")]
 PAGE = 500  # items listed when browsing (newest first); search finds the rest
 
@@ -65,6 +73,7 @@ class HistoryScreen(TaskScreen):
         with Horizontal(id="history-top"):
             yield Input(placeholder="search your history (Enter)", id="history-query")
             yield Select(SEARCH_MODES, value="dense", allow_blank=False, id="history-mode")
+        yield Static(EMPTY_HISTORY, id="history-empty", classes="-hidden")
         yield DataTable(id="history-items", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="import-row", classes="-hidden"):
             yield ProgressBar(id="import-bar", show_eta=True)
@@ -91,7 +100,15 @@ class HistoryScreen(TaskScreen):
             self.report(exc, "Reading the history")
             return
         status = f"{total} texts" + (f", newest {PAGE} shown; search finds the rest" if total > PAGE else "")
+        if self.session.vault.is_demo:
+            status += " (demo: synthetic texts of a fictional writer)"
         self.from_thread(self._show, items, status + ". / search · Enter open · Del delete · i import")
+        self.from_thread(self._show_empty, total == 0)
+
+    def _show_empty(self, empty: bool) -> None:
+        guide = self.query_one("#history-empty", Static)
+        guide.update(EMPTY_HISTORY.format(user=self.session.vault.user))
+        guide.set_class(not empty, "-hidden")
 
     @vault_work(group="history-list", exclusive=True)
     def search(self, text: str, mode: str) -> None:
@@ -236,10 +253,18 @@ class HistoryScreen(TaskScreen):
 
         report = None
         try:
-            report = self.session.history().import_path(path, progress=progress, cancel=cancel)
+            history = self.session.history()
+            # Loading the embedding model takes a while the first time: say so, rather than "0%" for all of it.
+            self.from_thread(self._loading_model)
+            history.embedder  # noqa: B018 (loads the model once per process)
+            report = history.import_path(path, progress=progress, cancel=cancel)
         except Exception as exc:
             self.report(exc, f"Importing {path}")
         self.from_thread(self._imported, report)
+
+    def _loading_model(self) -> None:
+        self.query_one("#import-bar", ProgressBar).update(total=None)
+        self.query_one("#import-label", Static).update("Loading the embedding model (once per session)…  (c cancels)")
 
     def _progress(self, done: int, total: int | None, message: str) -> None:
         bar = self.query_one("#import-bar", ProgressBar)

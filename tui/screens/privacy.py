@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -12,19 +11,19 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Button, DataTable, Static
 
-from ..widgets import human_bytes, relative_day
+from ..widgets import cell, human_bytes, relative_day, split_width
 from .base import TaskScreen, vault_work
 from .dialogs import ConfirmScreen, PathScreen
 
 # What each vault table holds, in words a user knows.
 TABLE_WORDS = {
     "items": "texts, all kinds",
-    "interactions": "likes, ratings, feedback",
+    "interactions": "ratings, feedback",
     "features": "profile facts",
-    "drafts": "drafts and your edits",
+    "drafts": "drafts, your edits",
     "ledger": "disclosures",
-    "blobs": "files (index, adapters)",
-    "cache": "embeddings and caches",
+    "blobs": "index and adapters",
+    "cache": "embeddings, caches",
     "imports": "imports in progress",
     "fingerprints": "duplicate checks",
 }
@@ -59,16 +58,34 @@ class PrivacyScreen(TaskScreen):
 
     def on_mount(self) -> None:
         stored = self.query_one("#stored", DataTable)
-        stored.border_title = "What is stored (all encrypted)"
-        stored.add_column("Count", key="count")
-        stored.add_column("What", key="what")
-        ledger = self.query_one("#ledger", DataTable)
-        ledger.border_title = "Disclosure ledger"
-        ledger.add_column("When", key="when")
-        ledger.add_column("Why", key="why")
-        ledger.add_column("To", key="to")
-        ledger.add_column("Shared", key="shared")
+        stored.border_title = "Stored, all encrypted"
+        stored.add_column("Count", key="count", width=5)
+        stored.add_column("What", key="what", width=19)  # fits the narrow layout's 32 columns
+        self.query_one("#ledger", DataTable).border_title = "Disclosure ledger (Enter: in full)"
+        self.ledger_rows: list[dict] = []
+        self._fill_ledger()
         self.load()
+
+    def on_resize(self) -> None:
+        self._fill_ledger()
+
+    def _fill_ledger(self) -> None:
+        """(Re)build the ledger table so its columns fit its width; long cells end with '…'."""
+        table = self.query_one("#ledger", DataTable)
+        row = table.cursor_row
+        # The ledger gets what the "stored" table (32 or 40 wide, see app.tcss) leaves, less its border.
+        width = max(self.size.width, 80) - (32 if self.size.width < 100 else 40) - 2
+        why, to = split_width(width, [9, 7], [0.45, 0.55], minimum=6)
+        table.clear(columns=True)
+        table.add_column("When", key="when", width=9)
+        table.add_column("Why", key="why", width=why)
+        table.add_column("To", key="to", width=to)
+        table.add_column("Shared", key="shared", width=7)
+        for entry in self.ledger_rows:
+            table.add_row(cell(relative_day(entry.get("time"))), cell(entry.get("purpose") or ""),
+                          cell(entry.get("recipient") or ""), _shared(entry), key=str(entry.get("id")))
+        if self.ledger_rows:
+            table.move_cursor(row=min(max(row, 0), len(self.ledger_rows) - 1))
 
     def on_screen_resume(self) -> None:
         if self.is_mounted:
@@ -90,20 +107,16 @@ class PrivacyScreen(TaskScreen):
         stored = self.query_one("#stored", DataTable)
         stored.clear()
         for kind, n in sorted(stats["items_by_kind"].items()):
-            stored.add_row(Text(str(n), justify="right"), f"  {kind or 'other'} texts")
+            stored.add_row(Text(str(n), justify="right"), Text(f"  {kind or 'other'} texts", overflow="ellipsis", no_wrap=True))
         for table, n in stats["tables"].items():
-            stored.add_row(Text(str(n), justify="right"), TABLE_WORDS.get(table, table))
+            stored.add_row(Text(str(n), justify="right"), cell(TABLE_WORDS.get(table, table)))
         demo = " Demo profile: synthetic data." if stats.get("demo") else ""
         self.query_one("#stored-total", Static).update(
             f"On disk: [b]{human_bytes(stats['bytes'], coarse=True)}[/b], sealed with AES-256-GCM; only ids, kinds "
             f"and days are in the clear.{demo} " + (
                 "Nothing has been disclosed yet." if not ledger else "Enter on a disclosure shows it in full."))
-        table = self.query_one("#ledger", DataTable)
-        table.clear()
         self.ledger_rows = ledger
-        for row in ledger:
-            table.add_row(relative_day(row.get("time")), str(row.get("purpose") or "?"),
-                          str(row.get("recipient") or "?"), _shared(row), key=str(row.get("id")))
+        self._fill_ledger()
 
     @on(DataTable.RowSelected, "#ledger")
     def _open_entry(self, event: DataTable.RowSelected) -> None:
@@ -112,10 +125,8 @@ class PrivacyScreen(TaskScreen):
         row = next((r for r in self.ledger_rows if str(r.get("id")) == event.row_key.value), None)
         if row is None:
             return
-        lines = [f"When: {relative_day(row.get('time'))}", f"To: {row.get('recipient')}",
-                 f"Why: {row.get('purpose')}", f"Shared: {_listing(row.get('revealed'))}",
-                 f"Kept back: {_listing(row.get('withheld'))}", f"Decision: {_listing(row.get('decision'))}"]
-        self.app.push_screen(TextScreen("Disclosure", "\n".join(lines)))
+        lines = [f"When: {relative_day(row.get('time'))}.", *row.get("sentences", [])]
+        self.app.push_screen(TextScreen("Disclosure", "\n\n".join(lines)))
 
     def action_refresh_stats(self) -> None:
         self.load()
@@ -184,17 +195,9 @@ class PrivacyScreen(TaskScreen):
         self.app.call_from_thread(self.localpers.erased, user)
 
 
-def _listing(value: Any) -> str:
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items()) or "nothing"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(str(v) for v in value) or "nothing"
-    return str(value) if value not in (None, "") else "nothing"
-
-
 def _shared(row: dict) -> str:
     revealed = row.get("revealed")
     withheld = row.get("withheld")
     n_rev = len(revealed) if isinstance(revealed, (list, dict)) else 0
     n_all = n_rev + (len(withheld) if isinstance(withheld, (list, dict)) else 0)
-    return f"{n_rev} of {n_all} facts" if n_all else "?"
+    return f"{n_rev} of {n_all}" if n_all else "none"

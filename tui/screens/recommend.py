@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Select, Static
 
+from ..widgets import cell, split_width
 from .base import TaskScreen, vault_work
 
 SIGNAL_WORDS = {"like": "Liked", "dislike": "Disliked", "not_interested": "Hidden (not interested)"}
@@ -49,9 +50,12 @@ class RecommendScreen(TaskScreen):
         super().__init__()
         self.recs: list[Any] = []
         self._shown_filters: tuple = (None, None)
+        self.catalog: str | None = None  # the catalog the list comes from
+        self._table_width = 0
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="rec-filters"):
+            yield Select([], prompt="Catalog", id="rec-catalog", allow_blank=True)
             yield Select([], prompt="All kinds", id="rec-kind", allow_blank=True)
             yield Input(placeholder="tag filter, e.g. horror (Enter applies)", id="rec-tag")
         table: DataTable = DataTable(id="recs", cursor_type="row", zebra_stripes=True)
@@ -60,14 +64,31 @@ class RecommendScreen(TaskScreen):
         yield Static("", id="rec-detail")
 
     def on_mount(self) -> None:
-        table = self.query_one("#recs", DataTable)
-        table.add_column("#", key="rank", width=3)
-        table.add_column("Title", key="title", width=30)
-        table.add_column("Kind", key="kind", width=6)
-        table.add_column("Why", key="why", width=60)  # fixed: an auto width is measured late and can show as 3
-        table.focus()
+        self.query_one("#rec-catalog", Select).tooltip = "The catalog to recommend from (remembered)"
+        self._fill_table()
+        self.query_one("#recs", DataTable).focus()
         self.query_one("#rec-detail", Static).update("Preparing the catalog…")
         self.load(initial=True)
+
+    def on_resize(self) -> None:
+        if self.size.width != self._table_width:
+            self._fill_table()
+
+    def _fill_table(self) -> None:
+        """(Re)build the table with its Title and Why columns sharing the screen's width."""
+        table = self.query_one("#recs", DataTable)
+        row = table.cursor_row
+        self._table_width = self.size.width
+        title, why = split_width(max(self.size.width, 80), [3, 6], [0.45, 0.55])
+        table.clear(columns=True)
+        table.add_column("#", key="rank", width=3)
+        table.add_column("Title", key="title", width=title)
+        table.add_column("Kind", key="kind", width=6)
+        table.add_column("Why", key="why", width=why)  # fixed: an auto width is measured late and can show as 3
+        for rank, rec in enumerate(self.recs, 1):
+            table.add_row(str(rank), cell(rec.item.label()), rec.item.kind, cell(rec.reason), key=rec.item.id)
+        if self.recs:
+            table.move_cursor(row=min(max(row, 0), len(self.recs) - 1))
 
     # ------------------------------------------------------------------ computing the list
 
@@ -80,34 +101,80 @@ class RecommendScreen(TaskScreen):
     @vault_work(group="recommend", exclusive=True)
     def load(self, initial: bool = False, note: str = "") -> None:
         try:
+            names, chosen = self.session.catalog_choice()
+            if chosen is None:
+                self.from_thread(self._ask_catalog, names)
+                return
             kinds, tags = self.filters()
             recs = self.session.recommend(self.LIST_SIZE, kinds=kinds, tags=tags)
             kind_counts = self.session.catalog_kinds() if initial else None
         except Exception as exc:
             self.from_thread(self._failed, exc)
             return
-        self.from_thread(self._show, recs, kind_counts, note, (kinds, tags))
+        self.from_thread(self._show, recs, kind_counts, note, (kinds, tags), (names, chosen))
 
     def _failed(self, exc: BaseException) -> None:
         self.query_one("#rec-detail", Static).update("No recommendations: see the message in the corner.")
         self.report(exc, "Recommending")
 
-    def _show(self, recs: list[Any], kind_counts: dict[str, int] | None, note: str, used: tuple) -> None:
+    def _set_catalogs(self, names: list[str], chosen: str | None) -> None:
+        select = self.query_one("#rec-catalog", Select)
+        self.catalog = chosen
+        with select.prevent(Select.Changed):  # showing the choice is not the user making one
+            select.set_options([(name, name) for name in names])
+            if chosen is not None:
+                select.value = chosen
+
+    def _ask_catalog(self, names: list[str]) -> None:
+        """Several catalogs and none picked yet: ask, instead of failing."""
+        self._set_catalogs(names, None)
+        self.recs = []
+        self.query_one("#recs", DataTable).clear()
+        self.query_one("#rec-profile", Static).display = False
+        self.query_one("#rec-detail", Static).update(
+            f"There are {len(names)} catalogs ({_escape(', '.join(names))}). Choose the one to recommend from "
+            "in the Catalog box above (Enter opens it); your choice is remembered.")
+        self.query_one("#rec-catalog", Select).focus()
+
+    @on(Select.Changed, "#rec-catalog")
+    def _catalog_changed(self, event: Select.Changed) -> None:
+        if isinstance(event.value, str) and event.value != self.catalog:
+            self.catalog = event.value
+            self.query_one("#rec-detail", Static).update(f"Recommending from {_escape(event.value)}…")
+            self._switch_catalog(event.value)
+
+    @vault_work(group="recommend-catalog", exclusive=True)
+    def _switch_catalog(self, name: str) -> None:
+        try:
+            self.session.choose_catalog(name)
+        except Exception as exc:
+            self.from_thread(self._failed, exc)
+            return
+        self.from_thread(self._catalog_switched, name)
+
+    def _catalog_switched(self, name: str) -> None:
+        with self.query_one("#rec-kind", Select).prevent(Select.Changed):
+            self.query_one("#rec-kind", Select).clear()
+        self.load(True, f"Recommending from the catalog {name!r} (remembered).")
+        self.action_focus_list()
+
+    def _show(self, recs: list[Any], kind_counts: dict[str, int] | None, note: str, used: tuple,
+              catalogs: tuple[list[str], str]) -> None:
+        self._set_catalogs(*catalogs)
         if kind_counts is not None:
             select = self.query_one("#rec-kind", Select)
             select.set_options([(f"{kind or 'other'} ({n})", kind) for kind, n in kind_counts.items()])
         self._shown_filters = used
-        table = self.query_one("#recs", DataTable)
-        row = table.cursor_row
-        table.clear()
         self.recs = recs
         line = profile_line(getattr(recs, "disclosure", None))
+        if catalogs[1] == "demo" and not self.session.vault.is_demo:
+            line = ("From the bundled demo catalog (public-domain books and films); import your own with "
+                    "`localpers catalog import FILE`. " + line)
         self.query_one("#rec-profile", Static).update(_escape(line))
         self.query_one("#rec-profile", Static).display = bool(line)
-        for rank, rec in enumerate(recs, 1):
-            table.add_row(str(rank), rec.item.label(), rec.item.kind, rec.reason, key=rec.item.id)
+        self._fill_table()
+        table = self.query_one("#recs", DataTable)
         if recs:
-            table.move_cursor(row=min(max(row, 0), len(recs) - 1))
             self._describe(table.cursor_row)
         else:
             kinds, tags = self.filters()

@@ -111,6 +111,14 @@ class UnlockScreen(Screen):
         self.query_one("#unlock-busy").display = busy
         self.query_one("#unlock-columns").disabled = busy
         self.query_one("#unlock-status", Static).update(message)
+        if not busy and (self.focused is None or self.focused.disabled):
+            # Disabling the form took the focus away: give it back where typing continues.
+            self.focus_form()
+
+    def focus_form(self) -> None:
+        """Focus the user name box, or the passphrase box once a name is in."""
+        name = self.query_one("#user", Input)
+        (self.query_one("#passphrase", Input) if name.value.strip() else name).focus()
 
     def action_new_user(self) -> None:
         self.set_creating(True)

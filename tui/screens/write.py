@@ -86,6 +86,20 @@ class WriteScreen(TaskScreen):
         self.query_one("#examples").mount(Static("Examples of your own writing appear here when you generate.",
                                                  classes="example"))
         self.query_one("#instruction", Input).focus()
+        self.show_guide()
+
+    @vault_work(group="write-guide", exclusive=True)
+    def show_guide(self) -> None:
+        """Say, before the first draft, what the drafts draw on and what makes them better."""
+        try:
+            have, needed = self.session.readiness()
+            has_adapter = self.session.adapter_info() is not None
+        except Exception:
+            return  # only a hint: the screen works without it
+        self.from_thread(self._guide, write_guide(self.session.vault.is_demo, have, needed, has_adapter))
+
+    def _guide(self, text: str) -> None:
+        self.query_one("#draft", TextArea).placeholder = text  # shown while the draft box is empty
 
     # ------------------------------------------------------------------ inputs
 
@@ -158,10 +172,20 @@ class WriteScreen(TaskScreen):
             finally:
                 if not draft.finished:  # stopped, or failed midway: free the engine for the next draft
                     self.session.stop_draft(draft, pieces)
-            self.from_thread(self._finished, draft, stop.is_set(), started, writer.notice)
+            self.from_thread(self._finished, draft, stop.is_set(), started, self._notice(writer))
         except Exception as exc:
             self.report(exc, "Writing the draft")
             self.from_thread(self._finished, None, True, started, "")
+
+    def _notice(self, writer: Any) -> str:
+        """The writer's note about the adapter, with the app's keys instead of CLI commands."""
+        if writer.adapter or "recipe" in (writer.notice or ""):
+            return writer.notice
+        have, needed = self.session.readiness()
+        if needed:
+            return (f"A personal adapter needs {needed} more texts you wrote ({have} so far): import them on "
+                    "F4 History (press i); meanwhile drafts use your examples and style.")
+        return f"You have enough texts ({have}) for a personal adapter: press F5, then t to train it."
 
     def _show_examples(self, draft: Any, examples: list[dict], adapter: str | None) -> None:
         self.current = draft
@@ -251,12 +275,45 @@ class WriteScreen(TaskScreen):
         if not text.strip():
             self.notify("Nothing to copy yet.", severity="warning")
             return
-        self.app.copy_to_clipboard(text)
-        self.notify(f"Copied {len(text)} characters to the clipboard.", timeout=3)
+        from ..clipboard import copy_with_tool
+
+        self.app.copy_to_clipboard(text)  # the terminal's clipboard (OSC 52), where the terminal accepts it
+        tool = copy_with_tool(text)
+        if tool:
+            self.notify(f"Copied {len(text)} characters to the clipboard (with {tool}).", timeout=3)
+        else:
+            self.notify(f"Sent {len(text)} characters to the terminal's clipboard, but this terminal may not accept "
+                        "it and no clipboard tool (wl-copy, xclip, xsel) was found. If pasting gives nothing, "
+                        "select the draft with the mouse (Shift+drag in most terminals); Ctrl+S keeps it in your "
+                        "vault.", title="Maybe not copied", severity="warning", timeout=10)
 
     def action_toggle_examples(self) -> None:
         self.handled_keys.append(("toggle_examples", time.monotonic()))
         self.query_one("#examples").toggle_class("-hidden")
+
+
+def write_guide(demo: bool, have: int, needed: int, has_adapter: bool) -> str:
+    """What the empty draft box says: what drafts draw on, and the next step.
+
+    >>> print(write_guide(False, 0, 50, False).splitlines()[0])
+    Your vault has no texts yet, so drafts use only the base model's style.
+    """
+    if demo:
+        return ("Demo profile: drafts draw on the texts of Nora Quill, a fictional writer, not on yours.\n\n"
+                "For your own vault: Ctrl+L, then Ctrl+N (New user).")
+    if have == 0:
+        return ("Your vault has no texts yet, so drafts use only the base model's style.\n\n"
+                "Drafts improve once they can learn how you write:\n"
+                "1. F4 History, then i: import sent mail or a folder of notes.\n"
+                f"2. F5 Adapter, then t: train your adapter (it needs {needed} texts you wrote).")
+    if needed:
+        return (f"Drafts draw on your {have} texts as examples.\n\n"
+                f"Import {needed} more texts you wrote (F4 History, then i) to train a personal adapter "
+                "(F5 Adapter, then t).")
+    if not has_adapter:
+        return (f"Drafts draw on your {have} texts as examples.\n\n"
+                "You have enough texts to train your personal adapter: F5 Adapter, then t.")
+    return "Your draft appears here, written with your adapter and your own texts as examples."
 
 
 def _clip(text: str, limit: int) -> str:
