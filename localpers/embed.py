@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Protocol
 import numpy as np
 
 from . import models
+from .errors import LocalpersError
 from .paths import default_threads
 
 MAX_TOKENS = 256  # what sentence-transformers reads of a text with this model (sentence_bert_config.json)
@@ -54,6 +56,10 @@ class Embedder:
     _lock = threading.Lock()
 
     def __init__(self, model: str | Path = "all-minilm-l6-v2", *, threads: int | None = None) -> None:
+        if "onnxruntime" not in sys.modules and "usearch.index" in sys.modules:
+            # usearch's static libstdc++ makes ONNX Runtime crash the process when it loads second.
+            raise LocalpersError("usearch was imported before localpers could load ONNX Runtime; import "
+                                 "localpers.embed (or onnxruntime) before usearch in this program")
         import onnxruntime  # ~0.2 s; only processes that embed pay for it
         from tokenizers import Tokenizer
 

@@ -435,8 +435,9 @@ def test_migrations_upgrade_atomically(home, monkeypatch):
 
 
 def test_blob_file_is_in_memory_and_readable_by_native_code(vault):
-    from usearch.index import Index
+    from localpers.index import _usearch_index  # usearch loaded the way localpers loads it (after ONNX Runtime)
 
+    Index = _usearch_index()
     index = Index(ndim=8, metric="cos")
     index.add(np.arange(20, dtype=np.uint64), np.random.default_rng(0).random((20, 8), dtype=np.float32))
     vault.put_blob("raw-index", bytes(index.save()))
