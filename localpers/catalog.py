@@ -140,8 +140,10 @@ def read_rows(path: str | Path) -> Iterator[tuple[int, dict | BadRow]]:
     report them and carry on.
     """
     path = Path(path).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise LocalpersError(f"no such catalog file: {path}")
+    if not path.is_file():  # a folder, pipe or device: reading it could block or never end
+        raise LocalpersError(f"{path} is not a regular file; give the catalog's .jsonl, .json or .csv file")
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".ndjson", ".json", ".csv", ".tsv"):
         raise LocalpersError(f"{path.name}: unknown catalog format {suffix or '(none)'}; use .jsonl, .json or .csv")

@@ -37,8 +37,20 @@ def data_dir() -> Path:
     """The root of everything localpers stores (created on first use, mode 0700)."""
     home = os.environ.get("LOCALPERS_HOME")
     path = Path(home).expanduser() if home else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _make_folder(path, "LOCALPERS_HOME" if home else "the data directory")
     return path
+
+
+def _make_folder(path: Path, what: str) -> None:
+    """Create ``path`` (mode 0700) or say in one line why it cannot be a folder of localpers."""
+    from .errors import LocalpersError
+
+    if path.exists() and not path.is_dir():
+        raise LocalpersError(f"{what} {path} is a file, not a folder; point it at a folder (or move the file)")
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise LocalpersError(f"cannot create {what} {path} ({exc.strerror or exc}); choose another folder") from None
 
 
 def models_dir() -> Path:
@@ -54,7 +66,7 @@ def models_dir() -> Path:
 
 def users_dir() -> Path:
     path = data_dir() / "users"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _make_folder(path, "the users folder")
     return path
 
 

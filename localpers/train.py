@@ -532,8 +532,6 @@ def train_adapter(vault: Any, config: TrainConfig | None = None, *, progress: Pr
     checkpoint is saved; call again to resume). Raises LocalpersError when there are
     too few texts, or when memory passes the ceiling (also after saving a checkpoint).
     """
-    import torch
-
     config = config or TrainConfig()
     tell = progress or (lambda p: None)
     started = time.monotonic()
@@ -541,6 +539,7 @@ def train_adapter(vault: Any, config: TrainConfig | None = None, *, progress: Pr
     if prepared is None:
         return TrainResult(0, 0, 0, 0, 0, None, None, 0, time.monotonic() - started, 0.0, _rss_mb(), cancelled=True,
                            notes=["cancelled during playback; the instructions made so far are cached"])
+    import torch  # deferred: seconds to import, and too few texts must be refused at once
     recipe, train, held, style, sources = prepared
 
     tell(TrainProgress("loading", message=f"loading {config.model} for training"))
