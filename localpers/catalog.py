@@ -132,13 +132,8 @@ class ImportReport:
 # ---------------------------------------------------------------------- reading files
 
 
-def read_rows(path: str | Path) -> Iterator[tuple[int, dict | BadRow]]:
-    """Yield ``(line number, row dict)`` from a JSONL, JSON or CSV file, or a :class:`BadRow`.
-
-    File-level problems (missing file, unknown format, CSV without the needed header)
-    raise :class:`LocalpersError`; row-level problems are yielded, so an import can
-    report them and carry on.
-    """
+def check_catalog_file(path: str | Path) -> Path:
+    """``path`` if it is a regular file in a catalog format, else :class:`LocalpersError` saying why."""
     path = Path(path).expanduser()
     if not path.exists():
         raise LocalpersError(f"no such catalog file: {path}")
@@ -147,6 +142,18 @@ def read_rows(path: str | Path) -> Iterator[tuple[int, dict | BadRow]]:
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".ndjson", ".json", ".csv", ".tsv"):
         raise LocalpersError(f"{path.name}: unknown catalog format {suffix or '(none)'}; use .jsonl, .json or .csv")
+    return path
+
+
+def read_rows(path: str | Path) -> Iterator[tuple[int, dict | BadRow]]:
+    """Yield ``(line number, row dict)`` from a JSONL, JSON or CSV file, or a :class:`BadRow`.
+
+    File-level problems (missing file, unknown format, CSV without the needed header)
+    raise :class:`LocalpersError`; row-level problems are yielded, so an import can
+    report them and carry on.
+    """
+    path = check_catalog_file(path)
+    suffix = path.suffix.lower()
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -40,6 +40,13 @@ class Group(click.Group):
     file, a damaged database) also end in one line and exit 1, never a traceback.
     """
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        from . import vault
+
+        name, command, rest = super().resolve_command(ctx, args)
+        vault.PROCESS_NAME = f"`localpers {name}`"  # how another process waiting for the vault names this one
+        return name, command, rest
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

@@ -576,7 +576,7 @@ def train_adapter(vault: Any, config: TrainConfig | None = None, *, progress: Pr
         _save_checkpoint(vault, fingerprint, {**state, "lora": _lora_state(model), "optimizer": optimizer.state_dict(),
                                               "torch_rng": torch.get_rng_state()})
 
-    if state["base_loss"] is None:
+    if state["base_loss"] is None and not (cancel is not None and cancel.is_set()):
         tell(TrainProgress("evaluating", 0, total, message="held-out loss of the base model"))
         state["base_loss"] = heldout_loss(model, held_encoded)  # LoRA B starts at zero: this is the base model
 

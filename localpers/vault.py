@@ -79,10 +79,18 @@ has already remapped, but those only ever held ciphertext.
 Files and processes
 -------------------
 ``<home>/users/<name>/vault.db`` (plus ``-wal``/``-shm`` while open) and
-``vault.lock``. One process at a time may open a vault (an advisory lock on
-``vault.lock``); a second gets :class:`~localpers.errors.VaultLocked`. Commits are
-atomic and durable (WAL, ``synchronous = FULL``): a crash at any point leaves the
-vault openable with every committed transaction intact.
+``vault.lock``. Several processes may have a vault open at once (the app and the
+CLI side by side): each holds a shared advisory lock on ``vault.lock``; creating,
+erasing or restoring a vault needs it exclusively, so those fail with
+:class:`~localpers.errors.VaultLocked` while another process has the vault open.
+Writes queue: each write transaction holds an exclusive lock on the user's folder,
+and a second writer waits for it (up to :data:`WRITE_WAIT` seconds, telling the
+user who holds it: ``vault.lock`` names the holder's pid and program, nothing
+personal). Readers never wait: SQLite's WAL lets them read the last commit while
+a write is under way. Commits are atomic and durable (WAL, ``synchronous = FULL``):
+a crash at any point leaves the vault openable with every committed transaction intact.
+What a process keeps in memory from the vault (the history's vector index) is
+checked against ``PRAGMA data_version`` and caught up when another process wrote.
 
 For libraries that only read files from a path (llama.cpp loading a LoRA adapter,
 usearch), :meth:`Vault.blob_file` hands out a decrypted copy that never reaches
@@ -99,6 +107,7 @@ import os
 import re
 import shutil
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
@@ -124,6 +133,17 @@ VAULT_FILE = "vault.db"
 LOCK_FILE = "vault.lock"
 _USER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
 _REQUIRED_META = ("user", "schema_version", "key_version", "kdf", "wrapped_key")
+WRITE_WAIT = 60.0  # seconds a write waits for another process's write before giving up
+# How other processes name this one while it writes ("waiting for the vault, held by the app, pid 42").
+PROCESS_NAME = "localpers"
+
+
+def _print_notice(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# Told once when a write has to wait for another process (the CLI prints it on stderr).
+wait_notice: Callable[[str], None] = _print_notice
 
 
 def coarse_time(t: float | None = None) -> int:
@@ -437,7 +457,7 @@ MIGRATIONS: dict[int, Callable[["Vault"], None]] = {}
 class Vault:
     """One user's encrypted store. Open it with :meth:`create` or :meth:`open`; close it when done.
 
-    Only one process may have a vault open at a time: a second one gets :class:`VaultLocked`.
+    Several processes may have it open; their writes queue (see "Files and processes" above).
     """
 
     def __init__(self, path: Path, db: sqlite_utils.Database, user: str, data_key: bytes, key_version: int,
@@ -452,6 +472,7 @@ class Vault:
         self._lock_file = lock_file
         self._tx_lock = threading.RLock()
         self._depth = 0
+        self._folder_fd = _open_folder(path.parent)  # flocked around each write
         for spec in TABLES.values():
             setattr(self, spec.name, SealedTable(self, spec))
 
@@ -550,7 +571,7 @@ class Vault:
         path = folder / VAULT_FILE
         if not path.exists():
             raise VaultError(f"no vault for user {user!r}; create one with: localpers user create {user}")
-        lock = _acquire_lock(folder, user)
+        lock = _acquire_lock(folder, user, shared=True)
         try:
             meta = _read_meta(path, user)
             if passphrase is None:
@@ -575,11 +596,13 @@ class Vault:
 
     @classmethod
     def _finish_open(cls, path: Path, user: str, data_key: bytes, key_version: int, lock: Any) -> "Vault":
+        _share(lock)  # created or restored under an exclusive lock: now others may open it too
         db = _connect(path)
         vault = cls(path, db, user, data_key, key_version, lock)
         try:
             vault._migrate()
         except BaseException:
+            vault._close_folder()
             db.conn.close()
             raise
         return vault
@@ -612,6 +635,7 @@ class Vault:
         with contextlib.suppress(sqlite3.Error):
             self.db.conn.execute("pragma wal_checkpoint(TRUNCATE)")
         self.db.conn.close()
+        self._close_folder()
         # Python cannot wipe immutable bytes; dropping the references is the best it offers.
         self._key = b""
         self._aead = None  # type: ignore[assignment]
@@ -660,6 +684,46 @@ class Vault:
             mac_key = self._hmac_keys[purpose] = crypto.subkey(self._key, "hmac|" + purpose)
         return hmac.new(mac_key, data, hashlib.sha256).hexdigest()
 
+    def _close_folder(self) -> None:
+        if self._folder_fd is not None:
+            os.close(self._folder_fd)
+            self._folder_fd = None
+
+    def data_version(self) -> int:
+        """A number that changes whenever *another* connection commits (SQLite's ``PRAGMA data_version``).
+
+        Keep it with anything cached from the vault; a different value means reload.
+        """
+        return self.db.conn.execute("pragma data_version").fetchone()[0]
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the vault's write lock; another process's write waits (bounded) until this one ends."""
+        fd = self._folder_fd
+        if fd is None or _flock is None:  # no folder locks here (Windows): SQLite's own lock still serializes
+            yield
+            return
+        try:
+            _flock(fd, exclusive=True, wait=False)
+        except OSError:
+            holder = _holder(self._lock_file)
+            wait_notice(f"waiting for the vault of {self.user!r}, held by {holder}...")
+            deadline = time.monotonic() + WRITE_WAIT
+            while True:
+                time.sleep(0.05)
+                try:
+                    _flock(fd, exclusive=True, wait=False)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise VaultLocked(f"the vault of {self.user!r} stayed busy for {WRITE_WAIT:.0f} s (held by "
+                                          f"{_holder(self._lock_file)}); try again when it is done") from None
+        try:
+            _name_holder(self._lock_file)
+            yield
+        finally:
+            _unflock(fd)
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """Group writes so they all land or none does.
@@ -685,17 +749,18 @@ class Vault:
                 finally:
                     self._depth -= 1
                 return
-            conn.execute("begin immediate")
-            self._depth = 1
-            try:
-                yield
-                conn.execute("commit")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("rollback")
-                raise
-            finally:
-                self._depth = 0
+            with self._writing():
+                conn.execute("begin immediate")
+                self._depth = 1
+                try:
+                    yield
+                    conn.execute("commit")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("rollback")
+                    raise
+                finally:
+                    self._depth = 0
 
     # ------------------------------------------------------------------ info
 
@@ -847,9 +912,10 @@ class Vault:
         with self._tx_lock:
             if self._depth:
                 raise VaultError("scrub() cannot run inside a transaction")
-            self._checkpoint()
-            self.db.conn.execute("vacuum")
-            self._checkpoint()
+            with self._writing():
+                self._checkpoint()
+                self.db.conn.execute("vacuum")
+                self._checkpoint()
 
     def _checkpoint(self) -> None:
         busy, _, _ = self.db.conn.execute("pragma wal_checkpoint(TRUNCATE)").fetchone()
@@ -894,10 +960,12 @@ class Vault:
     def erase_user(self) -> None:
         """Delete this user entirely: overwrite every file with zeros, remove the folder, close the vault.
 
-        The lock is held until the folder is gone, so no other process can open it midway.
+        Not while another process has the vault open (:class:`VaultLocked`). The lock is
+        held until the folder is gone, so no other process can open it midway.
         """
         if self._lock_file is None:
             raise VaultError(f"the vault of {self.user!r} is closed")
+        _make_exclusive(self._lock_file, self.user)
         vault_id = self.meta("vault_id") if self.keyring_enabled else None
         folder = self.path.parent
         self._close_db()
@@ -978,10 +1046,11 @@ def _read_meta(path: Path, user: str) -> dict[str, str]:
 
     SQLite creates ``-wal``/``-shm`` files even for a read-only connection to a WAL
     database; after a clean close there is no WAL, so the file is opened as
-    immutable instead (safe: we hold the vault lock, no one else is writing).
+    immutable instead (safe: with no WAL no other process has the vault open, and
+    a new one cannot write before it has read the same meta under the open lock).
     """
     wal = Path(str(path) + "-wal")
-    option = "mode=ro" if wal.exists() and wal.stat().st_size > 0 else "immutable=1"
+    option = "mode=ro" if wal.exists() else "immutable=1"
     try:
         conn = sqlite3.connect(f"{path.absolute().as_uri()}?{option}", uri=True)
         try:
@@ -1053,7 +1122,7 @@ def _keyring_forget(user: str, vault_id: str | None) -> None:
 
 
 def _connect(path: Path) -> sqlite_utils.Database:
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=5)
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=WRITE_WAIT)
     db = sqlite_utils.Database(conn)
     for pragma in (
         "journal_mode = WAL",  # readers never block the writer; crash-safe commits
@@ -1078,11 +1147,25 @@ def _create_schema(db: sqlite_utils.Database) -> None:
     db["fingerprints"].create_index(["item_id"])
 
 
-def _acquire_lock(folder: Path, user: str) -> Any:
+def _acquire_lock(folder: Path, user: str, *, shared: bool = False) -> Any:
+    """Lock ``vault.lock``: shared to open a vault, exclusive to create, erase or restore it.
+
+    A shared lock waits (up to :data:`WRITE_WAIT`) for an exclusive one, which is brief;
+    an exclusive lock fails at once while anyone has the vault open.
+    """
     f = open(folder / LOCK_FILE, "a+")
     try:
-        _lock(f)
+        _lock(f, shared=shared)
     except OSError:
+        if shared:
+            deadline = time.monotonic() + WRITE_WAIT
+            while True:
+                time.sleep(0.05)
+                with contextlib.suppress(OSError):
+                    _lock(f, shared=True)
+                    return f
+                if time.monotonic() > deadline:
+                    break
         f.close()
         raise VaultLocked(f"the vault of {user!r} is open in another localpers process; close it and try again") from None
     return f
@@ -1094,19 +1177,75 @@ def _release_lock(f: Any) -> None:
     f.close()
 
 
+def _make_exclusive(f: Any, user: str) -> None:
+    """Turn this process's shared open lock into an exclusive one, or raise VaultLocked."""
+    if _flock is None:  # Windows: the one lock is exclusive already
+        return
+    try:
+        _lock(f, shared=False)
+    except OSError:
+        with contextlib.suppress(OSError):
+            _lock(f, shared=True)  # a failed conversion may drop the shared lock: take it back
+        raise VaultLocked(f"the vault of {user!r} is open in another localpers process (the app, or a "
+                          "command still running); close it there first") from None
+
+
+def _share(f: Any) -> None:
+    with contextlib.suppress(OSError):
+        _lock(f, shared=True)
+
+
+def _name_holder(f: Any) -> None:
+    """Write who holds the write lock into ``vault.lock`` (pid and program: nothing personal)."""
+    with contextlib.suppress(OSError):
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()} {PROCESS_NAME}\n")
+        f.flush()
+
+
+def _holder(f: Any) -> str:
+    """``"the app, pid 42"``: who last took the write lock, as written by :func:`_name_holder`."""
+    try:
+        f.seek(0)
+        pid, _, name = f.read(200).strip().partition(" ")
+        int(pid)
+    except (OSError, ValueError):
+        return "another localpers process"
+    return f"{name or 'localpers'}, pid {pid}"
+
+
+def _open_folder(folder: Path) -> int | None:
+    try:
+        return os.open(folder, os.O_RDONLY)
+    except OSError:  # Windows cannot open a folder: writes are serialized by SQLite alone
+        return None
+
+
 try:  # POSIX: flock, released by the kernel when the process dies, however it dies
     import fcntl
 
-    def _lock(f: Any) -> None:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    def _flock(fd: int, *, exclusive: bool, wait: bool) -> None:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB))
+
+    def _unflock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _lock(f: Any, *, shared: bool = False) -> None:
+        _flock(f.fileno(), exclusive=not shared, wait=False)
 
     def _unlock(f: Any) -> None:
         fcntl.flock(f, fcntl.LOCK_UN)
 
-except ImportError:  # Windows
+except ImportError:  # Windows: one exclusive lock per vault (no shared locks): one process at a time
     import msvcrt
 
-    def _lock(f: Any) -> None:
+    _flock = None  # type: ignore[assignment]
+
+    def _unflock(fd: int) -> None:
+        pass
+
+    def _lock(f: Any, *, shared: bool = False) -> None:
         f.seek(0)
         msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
 

@@ -28,6 +28,8 @@ from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from localpers import vault as vault_module
+
 from .screens.adapter import AdapterScreen
 from .screens.base import TaskScreen, describe_error
 from .screens.help import HelpScreen
@@ -123,6 +125,7 @@ class LocalpersApp(App):
         self.max_tokens = max_tokens
         self.train_config = train_config
         self.session: Session | None = None
+        vault_module.PROCESS_NAME = "the app"  # what a CLI command waiting for the vault is told
         super().__init__()
         if self.config.theme in self.available_themes:
             self.theme = self.config.theme
