@@ -81,6 +81,7 @@ def test_fifo_and_device_are_refused_at_once(ada, tmp_path):
     assert_one_line_error(code, err, "/dev/zero", "not a regular file")
     code, _, err = localpers("catalog", "import", "/dev/zero")
     assert_one_line_error(code, err, "/dev/zero", "not a regular file")
+    assert not (ada / "catalogs" / "zero").exists()  # refused before an empty catalog was made
     assert time.monotonic() - started < HANG
 
 
