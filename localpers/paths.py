@@ -109,14 +109,25 @@ class Config:
         path = path or config_path()
         if not path.exists():
             return cls()
+        from .errors import LocalpersError
+
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            from .errors import LocalpersError
-
-            raise LocalpersError(f"{path} is not valid TOML ({exc}); fix or delete it") from exc
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise LocalpersError(f"{path} is not valid TOML ({exc}); fix or delete it") from None
+        defaults = cls()
+        values = {}
+        for f in fields(cls):
+            if f.name not in raw:
+                continue
+            value, wanted = raw[f.name], type(getattr(defaults, f.name))
+            if not isinstance(value, wanted) or isinstance(value, bool):
+                raise LocalpersError(f"{path}: {f.name} must be {'an integer' if wanted is int else 'a string'}, "
+                                     f"not {value!r}; fix or delete it")
+            if wanted is int and value < 1:
+                raise LocalpersError(f"{path}: {f.name} must be at least 1, not {value}; fix or delete it")
+            values[f.name] = value
+        return cls(**values)
 
     def save(self, path: Path | None = None) -> Path:
         path = path or config_path()

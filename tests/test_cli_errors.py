@@ -125,3 +125,14 @@ def test_one_line_escapes_control_bytes_and_folds_newlines():
 
     line = one_line("bad \x00\x1b[2J\nsecond\r line")
     assert line.isprintable() and "\n" not in line and "\\x00" in line and "\\x1b" in line
+
+
+@pytest.mark.parametrize("config, words", [
+    (b"\x00\xff\xfe binary", ["config.toml", "not valid TOML"]),
+    (b'threads = "many"\n', ["threads must be an integer", "'many'"]),
+    (b"context_size = -5\n", ["context_size must be at least 1"]),
+])
+def test_a_broken_config_file_is_named_in_one_line(home, config, words):
+    (home / "config.toml").write_bytes(config)
+    code, _, err = localpers("doctor")
+    assert_one_line_error(code, err, *words)
