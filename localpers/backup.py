@@ -59,6 +59,7 @@ def write_backup(vault: Vault, path: Path) -> Path:
     path = Path(path).expanduser()
     if path.is_dir():
         raise VaultError(f"{path} is a folder; give a file name for the backup")
+    _check_folder(path, "backup")
     with vault._tx_lock:  # no write from another thread lands halfway through the snapshot
         if vault._depth:
             raise VaultError("backup() cannot run inside a transaction: it would copy uncommitted changes")
@@ -97,6 +98,12 @@ def write_backup(vault: Vault, path: Path) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _check_folder(path: Path, what: str) -> None:
+    """Refuse early, in one line, a destination whose folder does not exist."""
+    if not path.parent.is_dir():
+        raise VaultError(f"the folder {path.parent} does not exist; create it or choose another place for the {what}")
 
 
 def _chunk_aad(digest: bytes, index: int) -> bytes:
@@ -154,7 +161,11 @@ def read_backup(path: Path, passphrase: str) -> tuple[dict, bytes, bytes]:
                 raise TamperedData(f"{path} is truncated (chunk {i + 1} of {header['chunks']} missing)")
             (n,) = struct.unpack(">I", size)
             box = f.read(n) if n <= limit else b""
-            parts.append(crypto.unseal(aead, box, aad=_chunk_aad(digest, i)))
+            try:
+                parts.append(crypto.unseal(aead, box, aad=_chunk_aad(digest, i)))
+            except TamperedData:  # the default message would quote the binary AAD and blame the vault
+                raise TamperedData(f"the backup file {path} was altered or is damaged (chunk {i + 1} of "
+                                   f"{header['chunks']} fails authentication); restore from another copy") from None
         if f.read(1):
             raise TamperedData(f"{path} has extra bytes after its last chunk")
     data = b"".join(parts)
@@ -241,6 +252,7 @@ def export_jsonl(vault: Vault, path: Path, *, include_blobs: bool = False) -> in
     path = Path(path).expanduser()
     if path.is_dir():
         raise VaultError(f"{path} is a folder; give a file name for the export")
+    _check_folder(path, "export")
     tmp = path.with_name(path.name + ".partial")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)

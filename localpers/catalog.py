@@ -147,6 +147,19 @@ class ImportReport:
 # ---------------------------------------------------------------------- reading files
 
 
+def check_catalog_file(path: str | Path) -> Path:
+    """``path`` if it is a regular file in a catalog format, else :class:`LocalpersError` saying why."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise LocalpersError(f"no such catalog file: {path}")
+    if not path.is_file():  # a folder, pipe or device: reading it could block or never end
+        raise LocalpersError(f"{path} is not a regular file; give the catalog's .jsonl, .json or .csv file")
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".json", ".csv", ".tsv"):
+        raise LocalpersError(f"{path.name}: unknown catalog format {suffix or '(none)'}; use .jsonl, .json or .csv")
+    return path
+
+
 def read_rows(path: str | Path, columns: dict[str, str] | None = None) -> Iterator[tuple[int, dict | BadRow]]:
     """Yield ``(line number, row dict)`` from a JSONL, JSON or CSV file, or a :class:`BadRow`.
 
@@ -161,12 +174,8 @@ def read_rows(path: str | Path, columns: dict[str, str] | None = None) -> Iterat
 
 
 def _read_any(path: str | Path, rename: dict[str, str]) -> Iterator[tuple[int, dict | BadRow]]:
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise LocalpersError(f"no such catalog file: {path}")
+    path = check_catalog_file(path)
     suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".ndjson", ".json", ".csv", ".tsv"):
-        raise LocalpersError(f"{path.name}: unknown catalog format {suffix or '(none)'}; use .jsonl, .json or .csv")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import sqlite3
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -22,18 +23,49 @@ from .errors import LocalpersError
 COMMAND_MODULES = ["user", "models", "history", "train", "write", "recommend", "privacy", "tui", "serve"]
 
 
+def one_line(message: str) -> str:
+    """A message safe to print as one terminal line: newlines folded, control bytes escaped.
+
+    >>> one_line("bad\\x00data\\x1b[2J\\nin two lines")
+    'bad\\\\x00data\\\\x1b[2J in two lines'
+    """
+    folded = " ".join(message.split("\n"))
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in folded)
+
+
 class Group(click.Group):
-    """A click group that turns LocalpersError into one line on stderr and exit code 1."""
+    """A click group that turns LocalpersError into one line on stderr and exit code 1.
+
+    OS and SQLite errors that slipped past the library (a full disk, an unreadable
+    file, a damaged database) also end in one line and exit 1, never a traceback.
+    """
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        from . import vault
+
+        name, command, rest = super().resolve_command(ctx, args)
+        vault.PROCESS_NAME = f"`localpers {name}`"  # how another process waiting for the vault names this one
+        return name, command, rest
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except LocalpersError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(1)
+            fail(str(exc))
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            fail(f"{exc.strerror or exc}{where}; check the path and its permissions")
+        except sqlite3.DatabaseError as exc:
+            fail(f"the database cannot be read ({exc}); it may be damaged: restore it from a backup")
         except KeyboardInterrupt:
             click.echo("Cancelled.", err=True)
             sys.exit(130)
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``Error: message`` as one line on stderr and exit with status 1."""
+    click.echo(f"Error: {one_line(message)}", err=True)
+    sys.exit(1)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

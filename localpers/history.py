@@ -210,6 +210,7 @@ class History:
         self.notes: list[str] = []  # what happened to the index (rebuilt, caught up), for the curious
         self._index: VectorIndex | None = None
         self._bm25: BM25 | None = None
+        self._data_version = vault.data_version()  # another process's commit changes it (see Vault.data_version)
         self._lock = threading.RLock()
         self._unsaved = 0
         self._saved_at = time.monotonic()
@@ -281,9 +282,20 @@ class History:
     def index(self) -> VectorIndex:
         """The vector index, loaded from the vault on first use and checked against the items."""
         with self._lock:
+            self._follow_other_writers()
             if self._index is None:
                 self._index = self._load_index()
             return self._index
+
+    def _follow_other_writers(self) -> None:
+        """Catch the in-memory index up (and drop BM25) when another process wrote to the vault."""
+        version = self.vault.data_version()
+        if version == self._data_version:
+            return
+        self._data_version = version
+        self._bm25 = None
+        if self._index is not None:
+            self._catch_up(self._index)
 
     def _load_index(self, progress: ProgressFn | None = None) -> VectorIndex:
         index = info = None
@@ -360,9 +372,10 @@ class History:
 
     def save_index(self) -> None:
         """Write the index to the vault (encrypted)."""
-        with self._lock:
+        with self._lock, self.vault.transaction():  # no other process writes between catching up and saving
             if self._index is None:
                 return
+            self._follow_other_writers()
             self.vault.put_blob(INDEX_BLOB, self._index.to_bytes(),
                                 {"model": self.model_name, "dim": self._index.dim, "count": len(self._index)})
             self._unsaved = 0
@@ -388,6 +401,7 @@ class History:
     def bm25(self) -> BM25:
         """BM25 over the decrypted texts, built on first use and kept in memory only."""
         with self._lock:
+            self._follow_other_writers()
             if self._bm25 is None:
                 bm25 = BM25()
                 for row in self.vault.items.rows(columns=["content", "metadata"]):

@@ -30,16 +30,24 @@ from pathlib import Path
 import platformdirs
 import tomli_w
 
+from .errors import LocalpersError
+
 APP_NAME = "localpers"
 
 
-def private_dir(path: Path) -> Path:
+def private_dir(path: Path, what: str = "the folder") -> Path:
     """Make ``path`` a folder only its owner can enter (0700), whatever the umask.
 
     Folders it creates get 0700; an existing one that others could read is tightened.
+    A path that cannot be a folder raises :class:`LocalpersError` naming it as ``what``.
     """
+    if path.exists() and not path.is_dir():
+        raise LocalpersError(f"{what} {path} is a file, not a folder; point it at a folder (or move the file)")
     created = [p for p in (path, *path.parents) if not p.exists()]
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise LocalpersError(f"cannot create {what} {path} ({exc.strerror or exc}); choose another folder") from None
     for folder in created:
         os.chmod(folder, 0o700)
     if path.stat().st_mode & 0o077:
@@ -57,7 +65,7 @@ def data_dir() -> Path:
     """The root of everything localpers stores (created on first use, mode 0700, tightened if looser)."""
     home = os.environ.get("LOCALPERS_HOME")
     path = Path(home).expanduser() if home else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-    return private_dir(path)
+    return private_dir(path, "LOCALPERS_HOME" if home else "the data directory")
 
 
 def models_dir() -> Path:
@@ -72,7 +80,7 @@ def models_dir() -> Path:
 
 
 def users_dir() -> Path:
-    return private_dir(data_dir() / "users")
+    return private_dir(data_dir() / "users", "the users folder")
 
 
 def config_path() -> Path:
@@ -116,12 +124,21 @@ class Config:
             return cls()
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            from .errors import LocalpersError
-
-            raise LocalpersError(f"{path} is not valid TOML ({exc}); fix or delete it") from exc
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise LocalpersError(f"{path} is not valid TOML ({exc}); fix or delete it") from None
+        defaults = cls()
+        values = {}
+        for f in fields(cls):
+            if f.name not in raw:
+                continue
+            value, wanted = raw[f.name], type(getattr(defaults, f.name))
+            if not isinstance(value, wanted) or isinstance(value, bool):
+                raise LocalpersError(f"{path}: {f.name} must be {'an integer' if wanted is int else 'a string'}, "
+                                     f"not {value!r}; fix or delete it")
+            if wanted is int and value < 1:
+                raise LocalpersError(f"{path}: {f.name} must be at least 1, not {value}; fix or delete it")
+            values[f.name] = value
+        return cls(**values)
 
     def save(self, path: Path | None = None) -> Path:
         path = path or config_path()

@@ -532,8 +532,6 @@ def train_adapter(vault: Any, config: TrainConfig | None = None, *, progress: Pr
     checkpoint is saved; call again to resume). Raises LocalpersError when there are
     too few texts, or when memory passes the ceiling (also after saving a checkpoint).
     """
-    import torch
-
     config = config or TrainConfig()
     tell = progress or (lambda p: None)
     started = time.monotonic()
@@ -541,6 +539,7 @@ def train_adapter(vault: Any, config: TrainConfig | None = None, *, progress: Pr
     if prepared is None:
         return TrainResult(0, 0, 0, 0, 0, None, None, 0, time.monotonic() - started, 0.0, _rss_mb(), cancelled=True,
                            notes=["cancelled during playback; the instructions made so far are cached"])
+    import torch  # deferred: seconds to import, and too few texts must be refused at once
     recipe, train, held, style, sources = prepared
 
     tell(TrainProgress("loading", message=f"loading {config.model} for training"))
@@ -577,7 +576,7 @@ def train_adapter(vault: Any, config: TrainConfig | None = None, *, progress: Pr
         _save_checkpoint(vault, fingerprint, {**state, "lora": _lora_state(model), "optimizer": optimizer.state_dict(),
                                               "torch_rng": torch.get_rng_state()})
 
-    if state["base_loss"] is None:
+    if state["base_loss"] is None and not (cancel is not None and cancel.is_set()):
         tell(TrainProgress("evaluating", 0, total, message="held-out loss of the base model"))
         state["base_loss"] = heldout_loss(model, held_encoded)  # LoRA B starts at zero: this is the base model
 

@@ -117,10 +117,18 @@ has already remapped, but those only ever held ciphertext.
 Files and processes
 -------------------
 ``<home>/users/<name>/vault.db`` (plus ``-wal``/``-shm`` while open) and
-``vault.lock``. One process at a time may open a vault (an advisory lock on
-``vault.lock``); a second gets :class:`~localpers.errors.VaultLocked`. Commits are
-atomic and durable (WAL, ``synchronous = FULL``): a crash at any point leaves the
-vault openable with every committed transaction intact.
+``vault.lock``. Several processes may have a vault open at once (the app and the
+CLI side by side): each holds a shared advisory lock on ``vault.lock``; creating,
+erasing or restoring a vault needs it exclusively, so those fail with
+:class:`~localpers.errors.VaultLocked` while another process has the vault open.
+Writes queue: each write transaction holds an exclusive lock on the user's folder,
+and a second writer waits for it (up to :data:`WRITE_WAIT` seconds, telling the
+user who holds it: ``vault.lock`` names the holder's pid and program, nothing
+personal). Readers never wait: SQLite's WAL lets them read the last commit while
+a write is under way. Commits are atomic and durable (WAL, ``synchronous = FULL``):
+a crash at any point leaves the vault openable with every committed transaction intact.
+What a process keeps in memory from the vault (the history's vector index) is
+checked against ``PRAGMA data_version`` and caught up when another process wrote.
 
 For libraries that only read files from a path (llama.cpp loading a LoRA adapter,
 usearch), :meth:`Vault.blob_file` hands out a decrypted copy that never reaches
@@ -139,6 +147,7 @@ import os
 import re
 import shutil
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
@@ -164,6 +173,17 @@ VAULT_FILE = "vault.db"
 LOCK_FILE = "vault.lock"
 _USER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
 _REQUIRED_META = ("user", "schema_version", "key_version", "kdf", "wrapped_key")
+WRITE_WAIT = 60.0  # seconds a write waits for another process's write before giving up
+# How other processes name this one while it writes ("waiting for the vault, held by the app, pid 42").
+PROCESS_NAME = "localpers"
+
+
+def _print_notice(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# Told once when a write has to wait for another process (the CLI prints it on stderr).
+wait_notice: Callable[[str], None] = _print_notice
 
 
 def coarse_time(t: float | None = None) -> int:
@@ -637,7 +657,7 @@ MIGRATIONS: dict[int, Callable[["Vault"], None]] = {1: _migrate_1_to_2}
 class Vault:
     """One user's encrypted store. Open it with :meth:`create` or :meth:`open`; close it when done.
 
-    Only one process may have a vault open at a time: a second one gets :class:`VaultLocked`.
+    Several processes may have it open; their writes queue (see "Files and processes" above).
     """
 
     def __init__(self, path: Path, db: sqlite_utils.Database, user: str, data_key: bytes, key_version: int,
@@ -656,10 +676,12 @@ class Vault:
         self._mirrored = 0  # the counter last written to the OS keyring
         self._dirty = False
         self._snapshots: list[tuple[dict[str, list[int]], bool]] = []
+        self._seen_version: int | None = None  # data_version when the state above was last in step
         self.key_version = key_version
         self._lock_file = lock_file
         self._tx_lock = threading.RLock()
         self._depth = 0
+        self._folder_fd = _open_folder(path.parent)  # flocked around each write
         for spec in TABLES.values():
             setattr(self, spec.name, SealedTable(self, spec))
 
@@ -756,7 +778,7 @@ class Vault:
         path = folder / VAULT_FILE
         if not path.exists():
             raise VaultError(f"no vault for user {user!r}; create one with: localpers user create {user}")
-        lock = _acquire_lock(folder, user)
+        lock = _acquire_lock(folder, user, shared=True)
         try:
             meta = _read_meta(path, user)
             if passphrase is None:
@@ -782,9 +804,11 @@ class Vault:
     @classmethod
     def _finish_open(cls, path: Path, user: str, data_key: bytes, key_version: int, lock: Any, *,
                      fresh: bool = False, accept_rollback: bool = False) -> "Vault":
+        _share(lock)  # created or restored under an exclusive lock: now others may open it too
         try:
             db = _connect(path)
         except sqlite3.DatabaseError as exc:
+            _release_lock(lock)
             raise VaultError(f"{path} is damaged ({exc}); restore it from a backup") from None
         vault = cls(path, db, user, data_key, key_version, lock)
         try:
@@ -796,6 +820,7 @@ class Vault:
                 vault._verify_integrity()
             vault._check_rollback(accept=accept_rollback or fresh)
         except BaseException:
+            vault._close_folder()
             db.conn.close()
             raise
         return vault
@@ -868,6 +893,14 @@ class Vault:
 
         Reads one 16-byte column per row: about 10 ms per 10,000 rows.
         """
+        conn = self.db.conn
+        conn.execute("begin")  # one snapshot for every read below: another process may commit meanwhile
+        try:
+            self._check_record()
+        finally:
+            conn.execute("commit")
+
+    def _check_record(self) -> None:
         record = self._load_integrity()
         if record.get("meta") != self._meta_digest():
             raise TamperedData(f"the settings (meta table) of {self.user!r}'s vault were changed outside "
@@ -929,6 +962,7 @@ class Vault:
         with contextlib.suppress(sqlite3.Error):
             self.db.conn.execute("pragma wal_checkpoint(TRUNCATE)")
         self.db.conn.close()
+        self._close_folder()
         # Python cannot wipe immutable bytes; dropping the references is the best it offers.
         self._key = b""
         self._aead = None  # type: ignore[assignment]
@@ -974,6 +1008,46 @@ class Vault:
             mac_key = self._hmac_keys[purpose] = crypto.subkey(self._key, "hmac|" + purpose)
         return hmac.new(mac_key, data, hashlib.sha256).hexdigest()
 
+    def _close_folder(self) -> None:
+        if self._folder_fd is not None:
+            os.close(self._folder_fd)
+            self._folder_fd = None
+
+    def data_version(self) -> int:
+        """A number that changes whenever *another* connection commits (SQLite's ``PRAGMA data_version``).
+
+        Keep it with anything cached from the vault; a different value means reload.
+        """
+        return self.db.conn.execute("pragma data_version").fetchone()[0]
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the vault's write lock; another process's write waits (bounded) until this one ends."""
+        fd = self._folder_fd
+        if fd is None or _flock is None:  # no folder locks here (Windows): SQLite's own lock still serializes
+            yield
+            return
+        try:
+            _flock(fd, exclusive=True, wait=False)
+        except OSError:
+            holder = _holder(self._lock_file)
+            wait_notice(f"waiting for the vault of {self.user!r}, held by {holder}...")
+            deadline = time.monotonic() + WRITE_WAIT
+            while True:
+                time.sleep(0.05)
+                try:
+                    _flock(fd, exclusive=True, wait=False)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise VaultLocked(f"the vault of {self.user!r} stayed busy for {WRITE_WAIT:.0f} s (held by "
+                                          f"{_holder(self._lock_file)}); try again when it is done") from None
+        try:
+            _name_holder(self._lock_file)
+            yield
+        finally:
+            _unflock(fd)
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """Group writes so they all land or none does.
@@ -1003,25 +1077,39 @@ class Vault:
                     finally:
                         self._depth -= 1
                     return
-                conn.execute("begin immediate")
-                self._depth = 1
-                counter = self._counter
-                try:
-                    yield
-                    if self._dirty:
-                        self._write_integrity()
-                    conn.execute("commit")
-                    self._dirty = False
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("rollback")
-                    self._state, self._dirty = self._snapshots[-1]
-                    self._counter = counter
-                    raise
-                finally:
-                    self._depth = 0
+                with self._writing():
+                    conn.execute("begin immediate")
+                    self._depth = 1
+                    counter = self._counter
+                    try:
+                        self._catch_up()
+                        yield
+                        if self._dirty:
+                            self._write_integrity()
+                        conn.execute("commit")
+                        self._dirty = False
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("rollback")
+                        self._state, self._dirty = self._snapshots[-1]
+                        self._counter = counter
+                        self._seen_version = None  # reload the committed record at the next write
+                        raise
+                    finally:
+                        self._depth = 0
             finally:
                 self._snapshots.pop()
+
+    def _catch_up(self) -> None:
+        """Reload the integrity record if another process committed since this one last wrote or read it.
+
+        Called inside the write transaction, so nobody can commit between the reload and our write.
+        """
+        version = self.data_version()
+        if version != self._seen_version:
+            if self.meta("integrity") is not None:  # None only before a new vault's first commit
+                self._load_integrity()
+            self._seen_version = version
 
     # ------------------------------------------------------------------ info
 
@@ -1135,58 +1223,70 @@ class Vault:
                 raise VaultError(f"the vault of {self.user!r} is closed")
             meta = dict(self._fetch("select key, value from meta"))
             _unwrap({**meta, "key_version": str(self.key_version)}, self.user, passphrase)  # WrongPassphrase
-            keyring_on = self.keyring_enabled
-            params = crypto.calibrate(kdf_seconds) if kdf_seconds > 0 else crypto.minimum_params()
-            new_key, version = crypto.new_data_key(), self.key_version + 1
-            wrapped = crypto.seal(crypto.derive_key(passphrase, params), new_key, aad=_wrap_aad(self.user, version))
-            tmp = self.path.with_name(VAULT_FILE + ".rekeying")
-            _remove_db_files(tmp)
-            db = _connect(tmp)
+            # Other processes would keep writing under the old key: rekey only with the vault to ourselves.
+            _make_exclusive(self._lock_file, self.user)
             try:
-                fresh = Vault(tmp, db, self.user, new_key, version, None)
-                fresh._counter = self._counter  # the keyring's mirror must not see a smaller number
-                skip = {"integrity", "wrapped_key", "keyring_wrapped_key", "kdf", "key_version"}
-                total = sum(getattr(self, name).count() for name in TABLES)
-                done = 0
-                with fresh.transaction():
-                    _create_schema(db)
-                    db.conn.executemany("insert into meta (key, value) values (?, ?)",
-                                        [(k, v) for k, v in meta.items() if k not in skip] +
-                                        [("kdf", json.dumps(params.to_dict())), ("wrapped_key", wrapped.hex()),
-                                         ("key_version", str(version))])
-                    fresh._dirty = True
-                    for name in TABLES:
-                        source, target = getattr(self, name), getattr(fresh, name)
-                        for key_chunk in _chunks(source.keys(), 256):
-                            marks = ", ".join("?" * len(key_chunk))
-                            target.insert_all(source.rows(f"[{source.spec.pk}] in ({marks})", key_chunk))
-                            done += len(key_chunk)
-                            if progress:
-                                progress(done, total, name)
-                db.conn.execute("pragma wal_checkpoint(TRUNCATE)")
-            except BaseException:
-                db.conn.close()
-                _remove_db_files(tmp)
-                raise
+                self._rekey(meta, passphrase, kdf_seconds, progress)
+            finally:
+                _share(self._lock_file)
+
+    def _rekey(self, meta: dict, passphrase: str, kdf_seconds: float,
+               progress: Callable[[int, int, str], None] | None) -> None:
+        keyring_on = self.keyring_enabled
+        params = crypto.calibrate(kdf_seconds) if kdf_seconds > 0 else crypto.minimum_params()
+        new_key, version = crypto.new_data_key(), self.key_version + 1
+        wrapped = crypto.seal(crypto.derive_key(passphrase, params), new_key, aad=_wrap_aad(self.user, version))
+        tmp = self.path.with_name(VAULT_FILE + ".rekeying")
+        _remove_db_files(tmp)
+        db = _connect(tmp)
+        fresh = Vault(tmp, db, self.user, new_key, version, None)
+        try:
+            fresh._counter = self._counter  # the keyring's mirror must not see a smaller number
+            skip = {"integrity", "wrapped_key", "keyring_wrapped_key", "kdf", "key_version"}
+            total = sum(getattr(self, name).count() for name in TABLES)
+            done = 0
+            with fresh.transaction():
+                _create_schema(db)
+                db.conn.executemany("insert into meta (key, value) values (?, ?)",
+                                    [(k, v) for k, v in meta.items() if k not in skip] +
+                                    [("kdf", json.dumps(params.to_dict())), ("wrapped_key", wrapped.hex()),
+                                     ("key_version", str(version))])
+                fresh._dirty = True
+                for name in TABLES:
+                    source, target = getattr(self, name), getattr(fresh, name)
+                    for key_chunk in _chunks(source.keys(), 256):
+                        marks = ", ".join("?" * len(key_chunk))
+                        target.insert_all(source.rows(f"[{source.spec.pk}] in ({marks})", key_chunk))
+                        done += len(key_chunk)
+                        if progress:
+                            progress(done, total, name)
+            db.conn.execute("pragma wal_checkpoint(TRUNCATE)")
+        except BaseException:
             db.conn.close()
-            # Swap: the old file stays reachable through ``old`` until it has been zeroed.
-            with contextlib.suppress(sqlite3.Error):
-                self.db.conn.execute("pragma wal_checkpoint(TRUNCATE)")
-            self.db.conn.close()
-            with open(self.path, "r+b") as old:
-                os.replace(tmp, self.path)
-                _fsync_dir(self.path.parent)
-                size = os.fstat(old.fileno()).st_size
-                zeros = bytes(1 << 20)
-                for start in range(0, size, len(zeros)):
-                    old.write(zeros[:min(len(zeros), size - start)])
-                old.flush()
-                os.fsync(old.fileno())
             _remove_db_files(tmp)
-            self.__init__(self.path, _connect(self.path), self.user, new_key, version, self._lock_file)  # type: ignore[misc]
-            self._load_integrity()
-            if keyring_on:
-                self.enable_keyring()
+            raise
+        finally:
+            fresh._close_folder()
+        db.conn.close()
+        # Swap: the old file stays reachable through ``old`` until it has been zeroed.
+        with contextlib.suppress(sqlite3.Error):
+            self.db.conn.execute("pragma wal_checkpoint(TRUNCATE)")
+        self.db.conn.close()
+        with open(self.path, "r+b") as old:
+            os.replace(tmp, self.path)
+            _fsync_dir(self.path.parent)
+            size = os.fstat(old.fileno()).st_size
+            zeros = bytes(1 << 20)
+            for start in range(0, size, len(zeros)):
+                old.write(zeros[:min(len(zeros), size - start)])
+            old.flush()
+            os.fsync(old.fileno())
+        _remove_db_files(tmp)
+        self._close_folder()
+        self.__init__(self.path, _connect(self.path), self.user, new_key, version, self._lock_file)  # type: ignore[misc]
+        self._load_integrity()
+        if keyring_on:
+            self.enable_keyring()
 
     @property
     def keyring_enabled(self) -> bool:
@@ -1254,9 +1354,10 @@ class Vault:
         with self._tx_lock:
             if self._depth:
                 raise VaultError("scrub() cannot run inside a transaction")
-            self._checkpoint()
-            self.db.conn.execute("vacuum")
-            self._checkpoint()
+            with self._writing():
+                self._checkpoint()
+                self.db.conn.execute("vacuum")
+                self._checkpoint()
 
     def _checkpoint(self) -> None:
         busy, _, _ = self.db.conn.execute("pragma wal_checkpoint(TRUNCATE)").fetchone()
@@ -1310,10 +1411,12 @@ class Vault:
     def erase_user(self) -> None:
         """Delete this user entirely: overwrite every file with zeros, remove the folder, close the vault.
 
-        The lock is held until the folder is gone, so no other process can open it midway.
+        Not while another process has the vault open (:class:`VaultLocked`). The lock is
+        held until the folder is gone, so no other process can open it midway.
         """
         if self._lock_file is None:
             raise VaultError(f"the vault of {self.user!r} is closed")
+        _make_exclusive(self._lock_file, self.user)
         vault_id = self.meta("vault_id") if self.keyring_enabled else None
         folder = self.path.parent
         self._close_db()
@@ -1399,10 +1502,11 @@ def _read_meta(path: Path, user: str) -> dict[str, str]:
 
     SQLite creates ``-wal``/``-shm`` files even for a read-only connection to a WAL
     database; after a clean close there is no WAL, so the file is opened as
-    immutable instead (safe: we hold the vault lock, no one else is writing).
+    immutable instead (safe: with no WAL no other process has the vault open, and
+    a new one cannot write before it has read the same meta under the open lock).
     """
     wal = Path(str(path) + "-wal")
-    option = "mode=ro" if wal.exists() and wal.stat().st_size > 0 else "immutable=1"
+    option = "mode=ro" if wal.exists() else "immutable=1"
     try:
         conn = sqlite3.connect(f"{path.absolute().as_uri()}?{option}", uri=True)
         try:
@@ -1517,7 +1621,7 @@ def _connect(path: Path) -> sqlite_utils.Database:
     # Created 0600 before SQLite sees it: SQLite gives its -wal and -shm files the same mode.
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     os.chmod(path, 0o600)
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=5)
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=WRITE_WAIT)
     db = sqlite_utils.Database(conn)
     for pragma in (
         "journal_mode = WAL",  # readers never block the writer; crash-safe commits
@@ -1548,14 +1652,28 @@ def _create_indexes(db: sqlite_utils.Database) -> None:
     db["fingerprints"].create_index(["item_id"], if_not_exists=True)
 
 
-def _acquire_lock(folder: Path, user: str) -> Any:
+def _acquire_lock(folder: Path, user: str, *, shared: bool = False) -> Any:
+    """Lock ``vault.lock``: shared to open a vault, exclusive to create, erase or restore it.
+
+    A shared lock waits (up to :data:`WRITE_WAIT`) for an exclusive one, which is brief;
+    an exclusive lock fails at once while anyone has the vault open.
+    """
     path = folder / LOCK_FILE
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     os.chmod(path, 0o600)
     f = open(path, "a+")
     try:
-        _lock(f)
+        _lock(f, shared=shared)
     except OSError:
+        if shared:
+            deadline = time.monotonic() + WRITE_WAIT
+            while True:
+                time.sleep(0.05)
+                with contextlib.suppress(OSError):
+                    _lock(f, shared=True)
+                    return f
+                if time.monotonic() > deadline:
+                    break
         f.close()
         raise VaultLocked(f"the vault of {user!r} is open in another localpers process; close it and try again") from None
     return f
@@ -1567,19 +1685,75 @@ def _release_lock(f: Any) -> None:
     f.close()
 
 
+def _make_exclusive(f: Any, user: str) -> None:
+    """Turn this process's shared open lock into an exclusive one, or raise VaultLocked."""
+    if _flock is None:  # Windows: the one lock is exclusive already
+        return
+    try:
+        _lock(f, shared=False)
+    except OSError:
+        with contextlib.suppress(OSError):
+            _lock(f, shared=True)  # a failed conversion may drop the shared lock: take it back
+        raise VaultLocked(f"the vault of {user!r} is open in another localpers process (the app, or a "
+                          "command still running); close it there first") from None
+
+
+def _share(f: Any) -> None:
+    with contextlib.suppress(OSError):
+        _lock(f, shared=True)
+
+
+def _name_holder(f: Any) -> None:
+    """Write who holds the write lock into ``vault.lock`` (pid and program: nothing personal)."""
+    with contextlib.suppress(OSError):
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()} {PROCESS_NAME}\n")
+        f.flush()
+
+
+def _holder(f: Any) -> str:
+    """``"the app, pid 42"``: who last took the write lock, as written by :func:`_name_holder`."""
+    try:
+        f.seek(0)
+        pid, _, name = f.read(200).strip().partition(" ")
+        int(pid)
+    except (OSError, ValueError):
+        return "another localpers process"
+    return f"{name or 'localpers'}, pid {pid}"
+
+
+def _open_folder(folder: Path) -> int | None:
+    try:
+        return os.open(folder, os.O_RDONLY)
+    except OSError:  # Windows cannot open a folder: writes are serialized by SQLite alone
+        return None
+
+
 try:  # POSIX: flock, released by the kernel when the process dies, however it dies
     import fcntl
 
-    def _lock(f: Any) -> None:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    def _flock(fd: int, *, exclusive: bool, wait: bool) -> None:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB))
+
+    def _unflock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _lock(f: Any, *, shared: bool = False) -> None:
+        _flock(f.fileno(), exclusive=not shared, wait=False)
 
     def _unlock(f: Any) -> None:
         fcntl.flock(f, fcntl.LOCK_UN)
 
-except ImportError:  # Windows
+except ImportError:  # Windows: one exclusive lock per vault (no shared locks): one process at a time
     import msvcrt
 
-    def _lock(f: Any) -> None:
+    _flock = None  # type: ignore[assignment]
+
+    def _unflock(fd: int) -> None:
+        pass
+
+    def _lock(f: Any, *, shared: bool = False) -> None:
         f.seek(0)
         msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
 

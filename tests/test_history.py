@@ -315,3 +315,26 @@ def test_flipped_byte_in_the_index_blob_is_noticed_and_the_index_rebuilt(vault, 
     assert any("rebuilding it" in note for note in fresh.notes)
     assert fresh.embedder.calls == 0  # rebuilt from the stored vectors, not by embedding again
     assert VectorIndex.from_bytes(vault.get_blob(INDEX_BLOB)).ids()  # and saved sound again
+
+
+def test_another_process_writes_are_followed_by_the_index_and_bm25(vault, embedder, tmp_path):
+    """The app keeps its index in memory while the CLI imports and deletes (the vault is open twice at once)."""
+    app = History(vault, embedder)
+    first = app.add_texts(["Plant alders along the riverside path; birches hate wet feet."], kind="note")
+    assert app.search("riverside trees", k=1, mode="hybrid")[0].item_id == first[0]  # index and BM25 loaded
+    other = Vault.open("ada", "a test passphrase", home=tmp_path / "users")
+    try:
+        cli = History(other, embedder)
+        (added,) = cli.add_texts(["The locker code for the boathouse is zanzibar-7731."], kind="note")
+        cli.delete(first[0])
+        # The app sees both changes at its next search, without reopening anything.
+        hits = app.search("boathouse locker code", k=5, mode="hybrid")
+        assert [h.item_id for h in hits] == [added]
+        assert first[0] not in app.index and added in app.index
+        # Its next save keeps what the other process added.
+        app.add_texts(["Lentil soup: onions, carrots, cumin, simmer forty minutes."], kind="note")
+        app.save_index()
+        saved = VectorIndex.from_bytes(other.get_blob(INDEX_BLOB))
+        assert added in saved and first[0] not in saved and len(saved) == 2
+    finally:
+        other.close()

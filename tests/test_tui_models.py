@@ -204,8 +204,11 @@ async def test_training_cancels_resumes_and_keeps_the_ui_responsive(demo_home):
         await wait_for(pilot, lambda: reports and reports[-1][2] >= cached, timeout=120)
         caught_up = next(t for t, phase, step in reports if step >= cached) - resumed
         assert caught_up < 0.5 * cached * seconds_per_text, (caught_up, cached, seconds_per_text)
-        await pilot.press("c")
+        await pilot.press("ctrl+c")  # Ctrl+C pauses too, as in `localpers train`
         await wait_for(pilot, lambda: screen.training is None, timeout=120)
+        assert "cancelled" in str(screen.query_one("#train-stats").render())
+        await pilot.press("ctrl+c")  # not training: the app's own Ctrl+C (it says how to quit), nothing breaks
+        assert screen.training is None and app.is_running
     assert max(latencies) < 0.2, f"key handling took {latencies} s while training"
 
 

@@ -384,20 +384,47 @@ def test_require_user_opens_demo_or_asks_for_a_passphrase(home):
     require_user("ada", PASS).close()
 
 
-# ---------------------------------------------------------------------- one writer at a time
+# ---------------------------------------------------------------------- several processes, one writer at a time
 
 
-def test_a_second_open_is_refused_with_a_clear_error(home):
-    v = Vault.create("ada", PASS, kdf_seconds=0)
+def test_two_opens_share_the_vault_and_their_writes_queue(home, monkeypatch):
+    notices = []
+    monkeypatch.setattr(vault_module, "wait_notice", notices.append)
+    monkeypatch.setattr(vault_module, "PROCESS_NAME", "the app")
+    app = Vault.create("ada", PASS, kdf_seconds=0)
+    cli = Vault.open("ada", PASS)  # as a second process would (tests/test_parallel.py does it with 12 processes)
+    second = threading.Thread(target=lambda: cli.items.insert({"kind": "note", "content": "from the CLI"}))
+    with app.transaction():
+        app.items.insert({"kind": "note", "content": "from the app"})
+        second.start()
+        second.join(1.0)
+        assert second.is_alive()  # the CLI's write waits for the app's transaction...
+        assert cli.items.count() == 0  # ...while its reads do not wait, and see the last commit
+    second.join(30)
+    assert not second.is_alive()
+    assert notices == [f"waiting for the vault of 'ada', held by the app, pid {os.getpid()}..."]
+    assert sorted(r["content"] for r in app.items.rows()) == sorted(r["content"] for r in cli.items.rows()) == [
+        "from the CLI", "from the app"]
+    # Erasing needs the vault to itself.
     with pytest.raises(VaultLocked, match="open in another localpers process"):
-        Vault.open("ada", PASS)
-    code = ("import sys\nfrom localpers.vault import Vault\nfrom localpers.errors import VaultLocked\n"
-            "try:\n    Vault.open('ada', sys.argv[1])\nexcept VaultLocked as e:\n    print('LOCKED', e)\n")
-    out = subprocess.run([sys.executable, "-c", code, PASS], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "LOCALPERS_HOME": str(home)})
-    assert out.stdout.startswith("LOCKED the vault of 'ada' is open in another"), out.stderr
-    v.close()
-    Vault.open("ada", PASS).close()
+        app.erase_user()
+    with pytest.raises(VaultLocked, match="open in another localpers process"):
+        Vault.erase("ada")
+    assert app.items.count() == 2  # a refused erase leaves the vault open and whole
+    cli.close()
+    app.erase_user()
+    assert Vault.users() == []
+
+
+def test_a_write_waits_only_so_long(home, monkeypatch):
+    monkeypatch.setattr(vault_module, "wait_notice", lambda message: None)
+    monkeypatch.setattr(vault_module, "WRITE_WAIT", 0.5)
+    with Vault.create("ada", PASS, kdf_seconds=0) as app, Vault.open("ada", PASS) as cli:
+        with app.transaction():
+            with pytest.raises(VaultLocked, match=r"stayed busy for 0 s \(held by localpers, pid \d+\)"):
+                cli.items.insert({"kind": "note", "content": "too late"})
+        assert cli.items.insert({"kind": "note", "content": "in time"})
+        assert [r["content"] for r in app.items.rows()] == ["in time"]
 
 
 # ---------------------------------------------------------------------- schema versions

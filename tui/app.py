@@ -29,6 +29,8 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.driver import Driver
 
+from localpers import vault as vault_module
+
 from .screens.adapter import AdapterScreen
 from .screens.base import TaskScreen, describe_error
 from .screens.help import HelpScreen
@@ -125,6 +127,7 @@ class LocalpersApp(App):
         self.max_tokens = max_tokens
         self.train_config = train_config
         self.session: Session | None = None
+        vault_module.PROCESS_NAME = "the app"  # what a CLI command waiting for the vault is told
         super().__init__(driver_class=driver_class)
         if self.config.theme in self.available_themes:
             self.theme = self.config.theme

@@ -61,12 +61,13 @@ def catalog_import(path: Path | None, name: str | None, kind: str, item_model: P
     Broken rows are listed and skipped. Run the command again after an interruption:
     what was imported stays, and the embedding picks up where it stopped.
     """
-    from ..catalog import DEMO_CATALOG, Catalog
+    from ..catalog import DEMO_CATALOG, Catalog, check_catalog_file
 
     if demo:
         path, name = DEMO_CATALOG, name or "demo"
     if path is None:
         raise LocalpersError("give a file to import (JSONL, JSON or CSV), or --demo for the bundled catalog")
+    check_catalog_file(path)  # before the catalog's folder is made
     catalog = Catalog(name or _catalog_name(path))
     bar = Progress(catalog.name, unit="items")
     try:

@@ -7,12 +7,13 @@ Examples::
     localpers train -u ada --estimate      # how long a run would take, without running it
     localpers train -u ada --status        # the installed adapter and what it scored
 
-Ctrl-C stops after the current step and saves a checkpoint (encrypted, in the vault);
-running the same command again resumes from it.
+Ctrl-C pauses after the current step and saves a checkpoint (encrypted, in the vault), in
+every phase (playback, evaluation, training steps); running the same command again resumes.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -47,6 +48,7 @@ class _Line:
     def done(self) -> None:
         if self.tty and self.width:
             click.echo("", err=True)
+            self.width = 0
 
 
 def _status(vault: Any) -> None:
@@ -102,28 +104,24 @@ def train(user: str | None, steps: int | None, epochs: int | None, max_length: i
             discard_checkpoint(vault)
         cancel = threading.Event()
         line = _Line()
-        outcome: dict[str, Any] = {}
 
-        def work() -> None:
-            try:
-                outcome["result"] = train_adapter(vault, config, progress=line, cancel=cancel)
-            except BaseException as exc:  # handed to the main thread, which reports it
-                outcome["error"] = exc
-
-        # Training runs in a worker so Ctrl-C here can ask it to stop cleanly after the current step.
-        worker = threading.Thread(target=work, name="localpers-train", daemon=True)
-        worker.start()
-        try:
-            while worker.is_alive():
-                worker.join(0.2)
-        except KeyboardInterrupt:
+        # Ctrl-C only asks training to pause (after the current text or step, with a checkpoint);
+        # a second Ctrl-C stops at once. Training runs in this thread: a worker joined with a
+        # timeout loses its outcome when Ctrl-C lands inside join() on Python 3.11.
+        def pause(signum: int, frame: Any) -> None:
+            if cancel.is_set():
+                raise KeyboardInterrupt
             cancel.set()
-            click.echo("\nStopping after the current step (a checkpoint will be saved)...", err=True)
-            worker.join()
+            line.done()
+            click.echo("Pausing after the current step (a checkpoint will be saved; Ctrl-C again stops at once)...",
+                       err=True)
+
+        previous = signal.signal(signal.SIGINT, pause)
+        try:
+            result = train_adapter(vault, config, progress=line, cancel=cancel)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         line.done()
-        if "error" in outcome:
-            raise outcome["error"]
-        result = outcome["result"]
         click.echo(result.summary())
         if result.cancelled:
             sys.exit(130)

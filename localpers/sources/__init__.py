@@ -269,6 +269,10 @@ def open_source(path: str | Path, *, format: str | None = None, kind: str | None
     if not path.exists():
         raise LocalpersError(f"{path} does not exist")
     path = path.resolve()
+    if not (path.is_file() or path.is_dir()):
+        # A FIFO, socket or device (/dev/zero) could block or never end: refuse before reading a byte.
+        raise LocalpersError(f"{path} is not a regular file or folder (a pipe, socket or device); "
+                             "save what it holds to a file and import that")
     addresses = [sent_from] if isinstance(sent_from, str) else list(sent_from or [])
     fmt = (format or "").lower() or _guess_format(path, is_maildir, NOTE_SUFFIXES)
     if fmt == "mbox":

@@ -58,6 +58,12 @@ MAX_ROW_LINES = 64  # a quoted field may span lines, up to this many
 USER_SAMPLE = 2000
 
 
+def _some(names: list[str], n: int = 8, width: int = 24) -> str:
+    """The first column names, each cut short: a binary "header" must not flood the error line."""
+    shown = [name if len(name) <= width else name[:width] + "…" for name in names[:n]]
+    return ", ".join(shown) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
 def _column_name(raw: str) -> str:
     return raw.strip().lstrip("\ufeff").split(":", 1)[0].strip().lower()
 
@@ -99,7 +105,11 @@ class CsvSource(Source):
                 delimiter = "\t"
             else:
                 delimiter = max("\t,;|", key=text.count) if any(c in text for c in "\t,;|") else ","
-            names = [_column_name(c) for c in next(csv.reader([text], delimiter=delimiter))]
+            try:
+                names = [_column_name(c) for c in next(csv.reader([text], delimiter=delimiter))]
+            except csv.Error as exc:
+                raise LocalpersError(f"{self.path.name} is not a CSV file: its header line cannot be split into "
+                                     "columns (binary data?); check the file, or name another --format") from None
             roles = {}
             for role, guesses in COLUMN_GUESSES.items():
                 if role in self._wanted:
@@ -113,7 +123,7 @@ class CsvSource(Source):
                         roles[role] = found
             if "item" not in roles:
                 raise LocalpersError(f"cannot find the item column of {self.path.name} (its columns: "
-                                     f"{', '.join(names)}); name it with --column item=NAME")
+                                     f"{_some(names)}); name it with --column item=NAME")
             if self.user_id is not None and "user" not in roles:
                 raise LocalpersError(f"{self.path.name} has no user column, so --user-id cannot pick rows")
             self._layout = (delimiter, names, end, roles)

@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from . import (MAX_RECORD_BYTES, MAX_TEXT_CHARS, FileListSource, Outcome, Record, Rejected, clean_text, decode_text,
@@ -92,6 +93,8 @@ class NotesSource(FileListSource):
         path = self.root / rel
         try:
             stat = path.stat()
+            if not S_ISREG(stat.st_mode):  # a FIFO or device named like a note would block or never end
+                return Rejected(rel, "not a regular file (a pipe, socket or device)", position, done)
             if stat.st_size > MAX_RECORD_BYTES:
                 return Rejected(rel, f"file too large ({stat.st_size // (1024 * 1024)} MB)", position, done)
             data = path.read_bytes()

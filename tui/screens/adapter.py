@@ -31,6 +31,7 @@ class AdapterScreen(TaskScreen):
     BINDINGS = [
         Binding("t", "train", "Train"),
         Binding("c", "cancel_training", "Cancel"),
+        Binding("ctrl+c", "pause_training", "Pause", show=False),  # as in `localpers train`
         Binding("u", "resume", "Resume"),
         Binding("s", "toggle_adapter", "Adapter on/off"),
         Binding("r", "refresh_info", "Refresh", show=False),
@@ -172,6 +173,13 @@ class AdapterScreen(TaskScreen):
             self.resumable = True
             stats.update("stopped by an error (see the message); u resumes")
         self.refresh_info()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Ctrl+C pauses training only while it runs; otherwise it falls through to the app's (how to quit).
+        return self.training is not None if action == "pause_training" else True
+
+    def action_pause_training(self) -> None:
+        self.action_cancel_training()
 
     def action_cancel_training(self) -> None:
         self.handled_keys.append(("cancel", time.monotonic()))
