@@ -898,7 +898,8 @@ class Vault:
         try:
             self._check_record()
         finally:
-            conn.execute("commit")
+            with contextlib.suppress(sqlite3.Error):  # a read-only transaction: ending it cannot lose anything
+                conn.execute("commit")
 
     def _check_record(self) -> None:
         record = self._load_integrity()
@@ -1242,6 +1243,7 @@ class Vault:
         fresh = Vault(tmp, db, self.user, new_key, version, None)
         try:
             fresh._counter = self._counter  # the keyring's mirror must not see a smaller number
+            fresh._seen_version = fresh.data_version()  # nobody else knows this file: nothing to catch up on
             skip = {"integrity", "wrapped_key", "keyring_wrapped_key", "kdf", "key_version"}
             total = sum(getattr(self, name).count() for name in TABLES)
             done = 0
@@ -1705,6 +1707,8 @@ def _share(f: Any) -> None:
 
 def _name_holder(f: Any) -> None:
     """Write who holds the write lock into ``vault.lock`` (pid and program: nothing personal)."""
+    if f is None:  # a vault file being built (rekey) has no lock file of its own
+        return
     with contextlib.suppress(OSError):
         f.seek(0)
         f.truncate()
