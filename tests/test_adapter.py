@@ -18,6 +18,8 @@ from localpers.llm import Engine
 from localpers.train import attach_lora, load_base
 from localpers.vault import Vault, plaintext_file
 
+pytestmark = pytest.mark.model
+
 PROMPT = "Instruction: Thank Anna for the notes.\n\nEmail:\n"
 
 

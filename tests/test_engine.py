@@ -18,6 +18,9 @@ from localpers.errors import LocalpersError, ModelNotFound
 from localpers.llm import Engine
 
 
+pytestmark = pytest.mark.model
+
+
 @pytest.fixture(scope="module")
 def engine():
     return Engine("gemma3-270m", n_ctx=512)
