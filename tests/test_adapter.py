@@ -135,7 +135,9 @@ def test_llama_cpp_and_peft_agree_on_a_good_adapter(engine, exported, lora):
     check = adapter.verify(engine, exported, model, tokenizer)
     assert check.passed, check.reason
     assert check.correlation >= 0.99 and check.error_ratio <= 1.0
-    assert check.effect_correlation > 0.8  # the adapter's effect shows up in llama.cpp
+    # The adapter's effect shows up in llama.cpp. Measured over 5 LoRA seeds x 4 probes (2026-11-29):
+    # per probe 0.767-0.938, mean per seed 0.858-0.912; the bounds keep a margin of 0.15.
+    assert np.mean(check.effect_correlations) > 0.7 and check.effect_correlation > 0.6
     # ...and the adapter really changes what llama.cpp predicts.
     base = adapter.peft_logits(model, tokenizer, PROMPT, adapter=False)
     adapted = adapter.peft_logits(model, tokenizer, PROMPT, adapter=True)
