@@ -45,6 +45,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,7 @@ MAX_NEIGHBOURS = 200
 EMBED_CHARS = 1000  # MiniLM reads 256 word pieces; more text only costs time
 # Public-domain books and films; the short descriptions were written for localpers.
 DEMO_CATALOG = Path(__file__).parent / "demo_data" / "catalog.jsonl"
+CHOICE_BLOB = "catalog-choice"  # the vault blob naming the catalog a user picked (see Catalog.remembered)
 
 
 @dataclass(frozen=True)
@@ -339,8 +341,9 @@ class Catalog:
         return (cls.root(home) / name / "catalog.db").exists()
 
     @classmethod
-    def find(cls, name: str | None = None, home: Path | None = None) -> "Catalog":
-        """The catalog called ``name``; without a name, the only one there is (or the one called 'default')."""
+    def find(cls, name: str | None = None, home: Path | None = None, *, chosen: str | None = None) -> "Catalog":
+        """The catalog called ``name``; without a name, the only one there is, else ``chosen`` (the
+        user's earlier pick, see :meth:`remembered`) or the one called 'default'."""
         names = cls.names(home)
         if name:
             if name not in names:
@@ -352,9 +355,11 @@ class Catalog:
                                  "(or try the bundled one: localpers catalog import --demo)")
         if len(names) == 1:
             return cls(names[0], home=home)
-        if "default" in names:
-            return cls("default", home=home)
-        raise LocalpersError(f"several catalogs ({', '.join(names)}); pick one with --catalog")
+        for pick in (chosen, "default"):
+            if pick in names:
+                return cls(pick, home=home)
+        raise LocalpersError(f"several catalogs ({', '.join(names)}): choose one with --catalog NAME "
+                             "(it is remembered for next time)")
 
     @classmethod
     def demo(cls, home: Path | None = None, *, embedder: Any = None) -> "Catalog":
@@ -363,6 +368,46 @@ class Catalog:
         if len(catalog) == 0 or catalog.pending():
             catalog.import_file(DEMO_CATALOG, embedder=embedder)
         return catalog
+
+    @staticmethod
+    def remembered(vault: Any) -> str | None:
+        """The catalog this vault's user last chose to get recommendations from, or None.
+
+        Which catalog someone uses says something about them, so the pick is sealed in their vault.
+        """
+        data = vault.get_blob(CHOICE_BLOB)
+        return data.decode("utf-8") if data else None
+
+    @staticmethod
+    def remember(vault: Any, name: str) -> None:
+        """Make catalog ``name`` this vault's user's pick (see :meth:`find`)."""
+        vault.put_blob(CHOICE_BLOB, name.encode("utf-8"))
+
+    @classmethod
+    @contextmanager
+    def importing(cls, name: str, home: Path | None = None) -> Iterator["Catalog"]:
+        """Open catalog ``name`` for an import; a new catalog that ends up with no item is removed again.
+
+        So a failed import (a missing file, a file of broken rows) leaves nothing behind::
+
+            >>> with Catalog.importing("films") as catalog:            # doctest: +SKIP
+            ...     catalog.import_file("films.jsonl")
+        """
+        new = not cls.exists(name, home)
+        catalog = cls(name, home=home)
+        try:
+            yield catalog
+        finally:
+            if new and len(catalog) == 0:
+                catalog.delete()
+
+    def check_kinds(self, kinds: Iterable[str]) -> None:
+        """Raise :class:`LocalpersError` naming the kinds there are if one of ``kinds`` has no item here."""
+        there = [k for k in self.kinds() if k]
+        missing = [k for k in kinds if k.lower() not in there]
+        if missing:
+            raise LocalpersError(f"no item of kind {missing[0]!r} in catalog {self.name!r}; "
+                                 + (f"its kinds: {', '.join(sorted(there))}" if there else "its items have no kind"))
 
     def __len__(self) -> int:
         return self.db["items"].count

@@ -93,10 +93,22 @@ def open_vault(user: str | None) -> Any:
     user = user or Config.load().default_user or DEMO_USER
     passphrase = None
     if user != DEMO_USER:
+        require_vault(user)  # before asking for a passphrase
         passphrase = os.environ.get("LOCALPERS_PASSPHRASE") or None
         if not passphrase and not Vault.keyring_unlocks(user):  # no prompt when the OS keyring unlocks it
             passphrase = click.prompt(f"Passphrase for {user}", hide_input=True)
     return require_user(user, passphrase)
+
+
+def require_vault(user: str) -> None:
+    """Fail with one line naming the users there are when ``user`` has no vault on this machine."""
+    from .errors import VaultError
+    from .vault import DEMO_USER, Vault
+
+    if not Vault.exists(user):
+        others = [u for u in Vault.users() if u != DEMO_USER]
+        raise VaultError(f"no user {user!r} on this machine" + (f" (users: {', '.join(others)})" if others else "")
+                         + f"; create one with: localpers user create {user}")
 
 
 for _name in COMMAND_MODULES:

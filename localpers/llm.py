@@ -8,6 +8,19 @@
 - per-request LoRA adapters: each adapter file is loaded once and switched in for
   the requests that name it; ``adapter=None`` gives exactly the base model.
 
+What is guaranteed: the same prompt, options and adapter give the same text, whether
+streamed or not and whatever this engine generated before. ``seed=None`` means the
+engine's own seed, so sampled output (``temperature > 0``) repeats too; pass another
+seed for another version. llama.cpp's results depend on how tokens are batched, so
+every request evaluates its prompt in the same batches: the prompt but its last token
+in chunks of :data:`PROMPT_CHUNK` tokens that start at multiples of it, then the last
+token alone, then each new token alone. A request reuses the cached keys and values
+only of whole chunks it shares with the previous prompt (a common instruction or set of
+examples), which are exactly what it would compute itself. The guarantee holds for one
+model file, thread count and llama.cpp build; the build is portable (see the Makefile),
+so machines running the same build compute the same kernels, but bit-identical text
+across machines is not promised.
+
 Example::
 
     >>> from localpers.llm import Engine
@@ -36,6 +49,10 @@ import numpy as np
 from . import models
 from .errors import LocalpersError
 from .paths import default_threads
+
+# Prompt tokens are evaluated in aligned chunks of this many (see the module docstring).
+# Small enough that a shared instruction is mostly reused, large enough to batch well.
+PROMPT_CHUNK = 64
 
 
 @dataclass
@@ -74,13 +91,19 @@ class Engine:
                     n_threads=self.threads,
                     n_threads_batch=self.threads,
                     seed=seed,
+                    swa_full=True,  # keep every cached position of sliding-window layers, so a prefix can be reused
                     verbose=verbose,
                 )
         except ValueError as exc:  # llama-cpp-python raises ValueError for unreadable models
             raise LocalpersError(f"llama.cpp could not load {self.model_path}: {exc}") from exc
+        self.seed = seed
         self.lock = threading.RLock()
         self._adapters: dict[str, _LoadedAdapter] = {}
         self._active: str | None = None
+        # Prompt tokens whose keys/values are in the cache exactly as a fresh evaluation
+        # would leave them: whole chunks of the last prompt.
+        self._chunks: list[int] = []
+        self._end_tokens: list[int] | None = None  # end-of-generation token ids, found on first use
 
     @classmethod
     def shared(cls, model: str | Path = "gemma3-270m", **kwargs: Any) -> "Engine":
@@ -148,6 +171,31 @@ class Engine:
         with self.lock:
             self.llm.reset()
             self.llm._ctx.kv_cache_clear()
+            self._chunks = []
+
+    def _evaluate_prompt(self, tokens: list[int]) -> None:
+        """Evaluate all of ``tokens`` but the last, in aligned chunks, reusing cached chunks. Caller holds the lock.
+
+        The last token is left to llama-cpp-python, which evaluates it alone (its prefix
+        check finds the rest cached) and samples the first new token from its logits.
+        """
+        body = tokens[:-1]
+        keep = 0
+        for cached, token in zip(self._chunks, body):
+            if cached != token:
+                break
+            keep += 1
+        keep -= keep % PROMPT_CHUNK
+        if not self.llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+            self.reset()
+            keep = 0
+        self.llm.n_tokens = keep
+        self._chunks = body[:keep]
+        for start in range(keep, len(body), PROMPT_CHUNK):
+            chunk = body[start:start + PROMPT_CHUNK]
+            self.llm.eval(chunk)
+            if len(chunk) == PROMPT_CHUNK:
+                self._chunks = body[:start + PROMPT_CHUNK]
 
     # ------------------------------------------------------------------ generation
 
@@ -156,9 +204,9 @@ class Engine:
         import llama_cpp
 
         kwargs: dict[str, Any] = dict(temperature=temperature, top_p=top_p, top_k=top_k,
-                                      repeat_penalty=repeat_penalty, stop=stop or [])
-        if seed is not None:
-            kwargs["seed"] = seed
+                                      repeat_penalty=repeat_penalty, stop=stop or [],
+                                      # llama-cpp-python draws a new seed per call when given none
+                                      seed=self.seed if seed is None else seed)
         if schema is not None and grammar is not None:
             raise LocalpersError("pass either a JSON schema or a grammar, not both")
         if schema is not None:
@@ -181,21 +229,47 @@ class Engine:
         grammar: str | None = None,
         adapter: str | None = None,
         seed: int | None = None,
+        min_tokens: int = 0,
     ) -> Iterator[str]:
         """Yield the completion of ``prompt`` piece by piece.
 
+        ``min_tokens``: the model may not end the text (its end-of-text tokens are held
+        back) before this many tokens; a stop sequence still ends it.
+
         The engine stays locked until the generator finishes or is closed, so other
-        callers wait their turn instead of interleaving with this one.
+        callers wait their turn instead of interleaving with this one. The text is the
+        same as :meth:`complete` gives (see the module docstring).
         """
         sampling = self._sampling(temperature=temperature, top_p=top_p, top_k=top_k, repeat_penalty=repeat_penalty,
                                   stop=stop, schema=schema, grammar=grammar, seed=seed)
         with self.lock:
             self._select(adapter)
-            self._check_length(prompt, max_tokens)
-            for chunk in self.llm.create_completion(prompt, max_tokens=max_tokens, stream=True, **sampling):
+            tokens = self.tokenize(prompt)
+            self._check_length(len(tokens), max_tokens)
+            self._evaluate_prompt(tokens)
+            if min_tokens > 0:
+                sampling["logits_processor"] = self._hold_back_end(len(tokens), min_tokens)
+            # A token list (with its BOS) is taken as is, so llama.cpp sees exactly what was evaluated.
+            for chunk in self.llm.create_completion(tokens, max_tokens=max_tokens, stream=True, **sampling):
                 text = chunk["choices"][0]["text"]
                 if text:
                     yield text
+
+    def _hold_back_end(self, n_prompt: int, min_tokens: int) -> Any:
+        """A logits processor that forbids end-of-text tokens until ``min_tokens`` were generated."""
+        import llama_cpp
+
+        if self._end_tokens is None:
+            vocab = self.llm._model.vocab
+            self._end_tokens = [t for t in range(self.llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)]
+        ends = self._end_tokens
+
+        def hold_back(input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+            if len(input_ids) - n_prompt < min_tokens:  # input_ids: the prompt and the tokens so far
+                scores[ends] = -np.inf
+            return scores
+
+        return llama_cpp.LogitsProcessorList([hold_back])
 
     def complete(self, prompt: str, **kwargs: Any) -> str:
         """The whole completion of ``prompt`` (same options as :meth:`stream`)."""
@@ -238,8 +312,7 @@ class Engine:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
 
-    def _check_length(self, prompt: str, max_tokens: int) -> None:
-        n = self.count_tokens(prompt)
+    def _check_length(self, n: int, max_tokens: int) -> None:
         if n + max_tokens > self.llm.n_ctx():
             raise LocalpersError(
                 f"prompt is {n} tokens; with max_tokens={max_tokens} it exceeds the context of {self.llm.n_ctx()} "
@@ -248,17 +321,16 @@ class Engine:
 
     def next_token_logits(self, prompt: str, *, adapter: str | None = None) -> np.ndarray:
         """Logits over the vocabulary for the token after ``prompt`` (used to verify adapters)."""
+        import llama_cpp
+
         with self.lock:
             self._select(adapter)
-            self.reset()
-            import llama_cpp
-
-            self.llm.eval(self.tokenize(prompt))
+            tokens = self.tokenize(prompt)
+            self._evaluate_prompt(tokens)
+            self.llm.eval(tokens[-1:])  # alone, as generation evaluates it: these are the logits it samples from
             # llama-cpp-python no longer copies logits into .scores unless logits_all; read the last row directly.
             pointer = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
-            logits = np.ctypeslib.as_array(pointer, shape=(self.llm.n_vocab(),)).astype(np.float32, copy=True)
-            self.reset()
-            return logits
+            return np.ctypeslib.as_array(pointer, shape=(self.llm.n_vocab(),)).astype(np.float32, copy=True)
 
 
 @contextlib.contextmanager

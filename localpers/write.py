@@ -46,6 +46,8 @@ from .vault import coarse_time
 
 WRITTEN_KINDS = ("email", "note", "message", "post", "text", "document")
 DEFAULT_MIN_TEXTS = 50
+# A draft is at least a sentence: the small model sometimes ends after a word ("Yes!").
+MIN_DRAFT_TOKENS = 16
 MAX_THREAD_CHARS = 3000
 DEFAULT_INSTRUCTIONS = {
     "reply": "Reply to this message.",
@@ -339,7 +341,7 @@ class Writer:
     def write(self, mode: str, instruction: str = "", *, context: str = "", facts: list[str] | None = None,
               available_facts: list[str] | None = None, max_tokens: int | None = None,
               temperature: float | None = None, seed: int | None = None, stop: list[str] | None = None,
-              schema: dict | None = None) -> Draft:
+              schema: dict | None = None, min_tokens: int | None = None) -> Draft:
         """A streaming :class:`Draft` for ``mode`` (compose, reply, rewrite, continue).
 
         ``facts``: profile facts to tell the model, as ``"name: value"`` lines, instead of
@@ -347,6 +349,8 @@ class Writer:
         all facts that could have been told, so the draft can report what was withheld.
         ``stop``: more stop sequences besides the recipe's; ``schema``: a JSON schema the
         draft must follow (see :meth:`localpers.llm.Engine.stream`).
+        ``min_tokens``: the model may not end the draft sooner (default :data:`MIN_DRAFT_TOKENS`,
+        at most ``max_tokens``); a stop sequence (the start of another prompt block) still ends it.
         """
         if mode not in MODES:
             raise LocalpersError(f"unknown writing mode {mode!r}; use one of: {', '.join(MODES)}")
@@ -375,10 +379,12 @@ class Writer:
                                            facts="; ".join(lines), context=context, mode=mode)
         if mode == "continue":
             prompt += context
-        pieces = self.engine.stream(prompt, max_tokens=max_tokens or self.max_tokens,
+        max_tokens = max_tokens or self.max_tokens
+        pieces = self.engine.stream(prompt, max_tokens=max_tokens,
                                     temperature=self.temperature if temperature is None else temperature,
                                     repeat_penalty=self.repeat_penalty, stop=[*self.recipe.stop, *(stop or [])],
-                                    schema=schema, adapter=self._adapter, seed=seed)
+                                    schema=schema, adapter=self._adapter, seed=seed,
+                                    min_tokens=min(MIN_DRAFT_TOKENS if min_tokens is None else min_tokens, max_tokens))
         return Draft(mode, instruction, context, prompt, examples, style, used, withheld, self._adapter,
                      disclosure=selection, _pieces=pieces)
 

@@ -18,6 +18,8 @@ from localpers.llm import Engine
 from localpers.train import attach_lora, load_base
 from localpers.vault import Vault, plaintext_file
 
+pytestmark = pytest.mark.model
+
 PROMPT = "Instruction: Thank Anna for the notes.\n\nEmail:\n"
 
 
@@ -30,8 +32,8 @@ def recipe():
 def lora(recipe):
     """A peft LoRA on Gemma with small random weights (an adapter with a visible effect)."""
     base, tokenizer = load_base("gemma3-270m")
+    torch.manual_seed(0)  # before attach_lora too: its lora_A starts random, and the check depends on it
     model = attach_lora(base, recipe)
-    torch.manual_seed(0)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
@@ -133,7 +135,9 @@ def test_llama_cpp_and_peft_agree_on_a_good_adapter(engine, exported, lora):
     check = adapter.verify(engine, exported, model, tokenizer)
     assert check.passed, check.reason
     assert check.correlation >= 0.99 and check.error_ratio <= 1.0
-    assert check.effect_correlation > 0.8  # the adapter's effect shows up in llama.cpp
+    # The adapter's effect shows up in llama.cpp. Measured over 5 LoRA seeds x 4 probes (2026-11-29):
+    # per probe 0.767-0.938, mean per seed 0.858-0.912; the bounds keep a margin of 0.15.
+    assert np.mean(check.effect_correlations) > 0.7 and check.effect_correlation > 0.6
     # ...and the adapter really changes what llama.cpp predicts.
     base = adapter.peft_logits(model, tokenizer, PROMPT, adapter=False)
     adapted = adapter.peft_logits(model, tokenizer, PROMPT, adapter=True)

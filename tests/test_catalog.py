@@ -195,6 +195,49 @@ def test_remove_items(home, tmp_path):
     assert catalog.get("emma") is None and "emma" not in catalog.vectors() and len(catalog) == 5
 
 
+def test_an_import_that_stores_nothing_leaves_no_new_catalog(home, tmp_path):
+    with pytest.raises(LocalpersError, match="no such catalog file"):
+        with Catalog.importing("missing") as catalog:
+            catalog.import_file(tmp_path / "missing.jsonl")
+    broken = write_jsonl(tmp_path / "broken.jsonl", [], ['{"id": "x"}', "not json"])
+    with Catalog.importing("broken") as catalog:
+        assert catalog.import_file(broken).imported == 0
+    assert Catalog.names() == [] and not (Catalog.root() / "missing").exists()
+    # An existing catalog stays whatever happens to an import into it.
+    with Catalog.importing("shelf") as catalog:
+        catalog.import_file(write_jsonl(tmp_path / "shelf.jsonl", ROWS))
+    with pytest.raises(LocalpersError, match="no such catalog file"):
+        with Catalog.importing("shelf") as catalog:
+            catalog.import_file(tmp_path / "missing.jsonl")
+    assert Catalog.names() == ["shelf"] and len(Catalog("shelf")) == len(ROWS)
+    Catalog("shelf").delete()
+    assert Catalog.names() == []
+
+
+def test_kinds_are_checked_against_the_catalog(home, tmp_path):
+    catalog = Catalog("k")
+    catalog.import_file(write_jsonl(tmp_path / "k.jsonl", ROWS))
+    catalog.check_kinds(["book", "FILM"])
+    with pytest.raises(LocalpersError, match=r"no item of kind 'spaceship' in catalog 'k'; its kinds: book, film$"):
+        catalog.check_kinds(["book", "spaceship"])
+
+
+def test_the_chosen_catalog_is_remembered_in_the_vault(home, tmp_path):
+    from localpers.vault import Vault
+
+    Catalog("books"), Catalog("films")
+    with Vault.create("ada", "correct horse battery", kdf_seconds=0) as vault:
+        assert Catalog.remembered(vault) is None
+        with pytest.raises(LocalpersError, match=r"several catalogs \(books, films\): choose one with --catalog"):
+            Catalog.find(chosen=Catalog.remembered(vault))
+        Catalog.remember(vault, "films")
+    with Vault.open("ada", "correct horse battery") as vault:
+        assert Catalog.find(chosen=Catalog.remembered(vault)).name == "films"
+        assert Catalog.find("books", chosen="films").name == "books"  # a name given wins
+    Catalog("films").delete()
+    assert Catalog.find(chosen="films").name == "books"  # a pick that is gone is ignored
+
+
 def test_parse_item_fields():
     item = parse_item({"ID": 42, "Name": "  Answer ", "Type": "Book", "summary": "s", "body": "b",
                        "keywords": "a, b, A", "price": 3.5})

@@ -15,7 +15,10 @@ import pytest
 
 from localpers import models
 from localpers.errors import LocalpersError, ModelNotFound
-from localpers.llm import Engine
+from localpers.llm import PROMPT_CHUNK, Engine
+
+
+pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +60,44 @@ def test_stream_yields_pieces_that_make_the_completion(engine):
     pieces = list(engine.stream("Dear Ada,\n", max_tokens=16))
     assert len(pieces) > 3
     assert "".join(pieces) == engine.complete("Dear Ada,\n", max_tokens=16)
+
+
+# A shared opening longer than two prompt chunks, so later prompts reuse cached chunks.
+OPENING = "Examples of how I write:\n" + "".join(
+    f"---\nHi {name},\nthanks for the {thing}. See you on {day}.\nBest, Ada\n"
+    for name, thing, day in [("Tom", "notes", "Monday"), ("Eva", "cake", "Friday"), ("Sam", "slides", "Tuesday"),
+                             ("Kim", "tip", "Sunday"), ("Liz", "book", "Thursday"), ("Bob", "map", "Saturday")])
+
+
+def test_the_same_request_gives_the_same_text_whatever_ran_before(engine, tmp_path):
+    """Streamed or not, first or after other prompts (sharing a prefix or not), before or after an adapter."""
+    assert engine.count_tokens(OPENING) > 2 * PROMPT_CHUNK
+    prompts = [OPENING + "Instruction: thank Ann for the flowers.\n\nEmail:\n",
+               OPENING + "Instruction: ask Max about the budget.\n\nEmail:\n",
+               "Dear Ada,\n", "One, two, three,"]
+    sampled = {"temperature": 0.8, "max_tokens": 16}
+
+    def fresh(prompt, **options):
+        engine.reset()
+        return engine.complete(prompt, **options)
+
+    expected = {p: fresh(p, max_tokens=16) for p in prompts}
+    expected_sampled = fresh(prompts[0], **sampled)
+    engine.load_adapter("other", write_lora(tmp_path / "other.gguf", scale=0.2, seed=3))
+    engine.reset()
+    order = [0, 1, 0, 2, 1, 3, 0, 0, 3, 1]
+    for step, i in enumerate(order):
+        prompt = prompts[i]
+        if step % 3 == 2:  # something else in between: another adapter, or a long generation
+            engine.complete(prompt, max_tokens=4, adapter="other")
+        text = "".join(engine.stream(prompt, max_tokens=16)) if step % 2 else engine.complete(prompt, max_tokens=16)
+        assert text == expected[prompt], (step, prompt[-40:])
+        assert text.strip()
+    assert "".join(engine.stream(prompts[0], **sampled)) == expected_sampled  # sampling repeats too
+    engine.unload_adapter("other")
+    logits = engine.next_token_logits(prompts[1])  # after all that, the same numbers as from an empty cache
+    engine.reset()
+    np.testing.assert_array_equal(logits, engine.next_token_logits(prompts[1]))
 
 
 def test_json_schema_constrains_output(engine):
@@ -179,7 +220,7 @@ def test_engine_and_embedder_work_in_a_namespace_without_network(tmp_path):
             print("NETWORK-REACHABLE")
         except OSError:
             print("network-unreachable")
-        from localpers.llm import Engine
+        from localpers.llm import PROMPT_CHUNK, Engine
         from localpers.embed import Embedder
         print("generated:", bool(Engine("gemma3-270m", n_ctx=256).complete("Hi", max_tokens=4).strip()))
         print("embedded:", Embedder("all-minilm-l6-v2").encode(["hello"]).shape)
@@ -197,3 +238,17 @@ def test_engine_and_embedder_work_in_a_namespace_without_network(tmp_path):
     assert "network-unreachable" in out.stdout
     assert "generated: True" in out.stdout
     assert "embedded: (1, 384)" in out.stdout
+
+
+def test_min_tokens_holds_back_the_end_of_the_text(engine):
+    prompt = "The capital of France is"
+    free = engine.complete(prompt, max_tokens=6)
+    first = engine.tokenize(free, add_bos=False)[0]
+    # The base model rarely ends this early on its own: stand its first choice in for the end token.
+    real_ends, engine._end_tokens = engine._end_tokens, [first]
+    try:
+        held = engine.complete(prompt, max_tokens=6, min_tokens=1)
+    finally:
+        engine._end_tokens = real_ends
+    assert engine.tokenize(held, add_bos=False)[0] != first and held.strip()
+    assert engine.complete(prompt, max_tokens=6) == free  # without min_tokens, nothing is held back

@@ -235,6 +235,7 @@ def test_panza_emails(vault, embedder):
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_llama_cpp_embeddings_are_pluggable(vault, embedder, tmp_path):
     from localpers.embed import LlamaEmbedder
 

@@ -87,6 +87,7 @@ def test_fallback_is_deterministic_valid_and_uses_recipient_and_subject():
 # ---------------------------------------------------------------------- the real model
 
 
+@pytest.mark.model
 def test_model_instructions_pass_validation(smollm):
     made = [make_instruction(t, smollm) for t in TEXTS]
     assert all(isinstance(m, Instruction) for m in made)
@@ -97,6 +98,7 @@ def test_model_instructions_pass_validation(smollm):
     assert any(m.source == "model" for m in made)
 
 
+@pytest.mark.model
 def test_a_model_that_cannot_comply_falls_back(smollm):
     # One token is never a valid instruction: every attempt fails, the fallback answers.
     config = PlaybackConfig(max_tokens=1, attempts=2)
@@ -105,6 +107,7 @@ def test_a_model_that_cannot_comply_falls_back(smollm):
     assert made.text == "Write a short email to Ms. Okafor about 'Invitation to Lisbon'."
 
 
+@pytest.mark.model
 def test_playback_caches_sealed_instructions(vault, smollm):
     seen = []
     first = playback(vault, TEXTS[:2], smollm, progress=lambda d, t, m: seen.append((d, t)))
@@ -121,6 +124,7 @@ def test_playback_caches_sealed_instructions(vault, smollm):
     assert cache_key(vault, TEXTS[0]).startswith("instruction:")
 
 
+@pytest.mark.model
 def test_playback_stops_when_cancelled(vault, smollm):
     cancel = threading.Event()
     out = playback(vault, TEXTS, smollm, progress=lambda d, t, m: cancel.set(), cancel=cancel)

@@ -112,6 +112,7 @@ def test_interest_text_for_the_recommender(vault, catalog):
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_profile_polished_by_the_local_llm_keeps_the_facts(vault, catalog):
     from localpers.llm import Engine
 

@@ -287,6 +287,7 @@ def test_recommender_sees_catalog_changes(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_reasons_phrased_by_the_local_llm_stay_grounded(catalog, vault):
     from localpers.llm import Engine
     from localpers.recommend import phrase_reasons

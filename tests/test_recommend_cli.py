@@ -37,8 +37,8 @@ def cli(home, monkeypatch):
     monkeypatch.setenv("LOCALPERS_USER", "ada")
     runner = CliRunner()
 
-    def run(*args: str, ok: bool = True):
-        result = runner.invoke(main, list(args), catch_exceptions=False)
+    def run(*args: str, ok: bool = True, input: str | None = None):
+        result = runner.invoke(main, list(args), catch_exceptions=False, input=input)
         if ok:
             assert result.exit_code == 0, result.output + result.stderr
         return result
@@ -97,8 +97,66 @@ def test_user_errors_are_one_line_and_exit_1(cli, tmp_path):
 
 def test_empty_catalog_and_filters_that_match_nothing(cli, tmp_path):
     (tmp_path / "empty.csv").write_text("id,title\n")
-    assert "0 items imported into 'empty'" in cli("catalog", "import", str(tmp_path / "empty.csv")).stdout
-    assert "Nothing to recommend" in cli("recommend").stdout
+    result = cli("catalog", "import", str(tmp_path / "empty.csv"), ok=False)
+    assert result.exit_code == 1 and "empty.csv has no items" in result.stderr
+    assert Catalog.names() == []
+    cli("catalog", "import", str(write_catalog(tmp_path / "shelf.jsonl")))
+    assert "Nothing to recommend" in cli("recommend", "--tag", "no such tag").stdout
+
+
+def test_a_failed_import_leaves_no_catalog_behind(cli, tmp_path):
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"id": "x"}\n{"title": "no id"}\n')
+    for args, message in [
+        (("catalog", "import", str(tmp_path / "missing.jsonl")), "no such catalog file"),
+        (("catalog", "import", str(broken)), "no item could be imported from broken.jsonl"),
+        (("catalog", "import", str(broken), "--name", "shelf"), "no item could be imported"),
+    ]:
+        result = cli(*args, ok=False)
+        assert result.exit_code == 1 and message in result.stderr, result.stderr
+        assert Catalog.names() == [] and not list((Catalog.root()).iterdir())
+    assert "no catalog yet" in cli("recommend", ok=False).stderr  # not "several catalogs"
+    # Into an existing catalog, a failed import keeps what is there.
+    cli("catalog", "import", str(write_catalog(tmp_path / "shelf.jsonl")))
+    assert "2 broken rows skipped" in cli("catalog", "import", str(broken), "--name", "shelf").stdout
+    assert Catalog.names() == ["shelf"] and len(Catalog("shelf")) == len(ITEMS)
+
+
+def test_catalog_list_remove_and_choosing_among_several(cli, tmp_path):
+    cli("catalog", "import", str(write_catalog(tmp_path / "shelf.jsonl")))
+    (tmp_path / "boats.jsonl").write_text('{"id": "argo", "kind": "boat", "title": "Argo"}\n')
+    cli("catalog", "import", str(tmp_path / "boats.jsonl"))
+    listing = cli("catalog", "list").stdout.splitlines()
+    assert [line.split()[0] for line in listing] == ["boats", "shelf"]
+    assert "1 items  1 boat" in listing[0] and "7 items" in listing[1]
+
+    # Several catalogs: recommend says which there are and how to choose, and remembers the choice.
+    result = cli("recommend", ok=False)
+    assert result.exit_code == 1 and "several catalogs (boats, shelf)" in result.stderr
+    assert "--catalog NAME" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "Argo" in cli("recommend", "--catalog", "boats").stdout
+    assert "Argo" in cli("recommend").stdout  # remembered, sealed in ada's vault
+    assert "Argo" not in cli("recommend", "--catalog", "shelf").stdout
+    assert "Argo" not in cli("recommend").stdout
+
+    # Removing asks first; "no" keeps it, --yes does not ask.
+    kept = cli("catalog", "remove", "boats", input="n\n", ok=False)
+    assert kept.exit_code == 1 and "Remove the catalog 'boats' (1 item)?" in kept.output
+    assert Catalog.names() == ["boats", "shelf"]
+    removed = cli("catalog", "remove", "boats", input="y\n")
+    assert "Removed the catalog 'boats'." in removed.stdout and Catalog.names() == ["shelf"]
+    assert not (Catalog.root() / "boats").exists()
+    assert "Removed" in cli("catalog", "remove", "shelf", "--yes").stdout and Catalog.names() == []
+    missing = cli("catalog", "remove", "shelf", "--yes", ok=False)
+    assert missing.exit_code == 1 and "no catalog named 'shelf'" in missing.stderr
+
+
+def test_recommending_a_kind_the_catalog_lacks_names_the_kinds(cli, tmp_path):
+    cli("catalog", "import", str(write_catalog(tmp_path / "shelf.jsonl")))
+    result = cli("recommend", "--kind", "spaceship", ok=False)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "Error: no item of kind 'spaceship' in catalog 'shelf'; its kinds: book, film"
+    assert "Dracula" in cli("recommend", "--kind", "Book").stdout  # kinds match whatever their case
 
 
 def test_item_model_from_the_command_line(cli, tmp_path):

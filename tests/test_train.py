@@ -32,7 +32,7 @@ from localpers.train import (
 from localpers.vault import Vault
 from localpers.write import Writer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.model]
 
 TEXTS = [
     "Hi Jonas,\n\nCould you send me the slides from Tuesday's workshop? I want to reuse the chart for the board "

@@ -16,6 +16,8 @@ import pytest
 from localpers.tui import LocalpersApp
 from tui_support import copy_demo_home, notifications, send_key, unlocked, wait_for
 
+pytestmark = pytest.mark.model
+
 MESSAGE = "Hi Nora, are you coming to the party on Saturday? Love, Mum"
 # A text the model goes on continuing for a hundred tokens or so: long enough to press keys meanwhile.
 RIDE_LOG = "Ride log\nMonday: lake loop, 48 km.\nTuesday: hill route, 30 km.\nWednesday:"

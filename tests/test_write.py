@@ -61,6 +61,7 @@ def test_retrieve_never_returns_the_excluded_text(vault):
     assert hits[0].item_id not in {h.item_id for h in by_id}
 
 
+@pytest.mark.model
 def test_cold_start_compose_personalizes_through_examples_and_style(vault, engine):
     writer = Writer(vault, engine=engine)
     assert writer.adapter is None and "45 more texts needed" in writer.notice
@@ -75,6 +76,7 @@ def test_cold_start_compose_personalizes_through_examples_and_style(vault, engin
     assert all("Instruction:" not in p for p in pieces)  # stops before another prompt block
 
 
+@pytest.mark.model
 def test_the_prompt_gets_only_the_facts_minimal_disclosure_picks(vault, engine):
     from localpers.disclosure import ledger_entries
     from localpers.profile import set_fact
@@ -100,6 +102,7 @@ def test_the_prompt_gets_only_the_facts_minimal_disclosure_picks(vault, engine):
     assert len(ledger_entries(vault)) == 1  # nothing told, nothing logged
 
 
+@pytest.mark.model
 def test_modes_put_the_context_where_it_belongs(vault, engine):
     writer = Writer(vault, engine=engine, use_examples=False)
     reply = writer.reply("Hi Mara, can we meet on Friday?", "Say yes, after 3pm.", max_tokens=10)
@@ -119,6 +122,7 @@ def test_modes_put_the_context_where_it_belongs(vault, engine):
         writer.write("poem", "x")
 
 
+@pytest.mark.model
 def test_save_keeps_draft_and_final_edit_and_grows_the_history(vault, engine):
     writer = Writer(vault, engine=engine)
     draft = writer.compose("Ask Petra to review the budget.", max_tokens=20)
@@ -133,6 +137,7 @@ def test_save_keeps_draft_and_final_edit_and_grows_the_history(vault, engine):
     assert b"look over the budget" not in vault.path.read_bytes()
 
 
+@pytest.mark.model
 def test_cli_write_streams_a_draft_and_reports_cold_start(home, engine, monkeypatch):
     vault = Vault.create("mara", "pw", kdf_seconds=0)
     History(vault).add_texts(TEXTS, kind="email")
@@ -151,6 +156,7 @@ def test_cli_write_streams_a_draft_and_reports_cold_start(home, engine, monkeypa
     assert refused.exit_code == 1 and "needs 45 more" in refused.stderr
 
 
+@pytest.mark.model
 def test_closing_a_draft_frees_the_engine_for_other_threads(vault, engine):
     import threading
 

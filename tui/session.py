@@ -23,9 +23,6 @@ if TYPE_CHECKING:
     from textual.app import App
 
 
-CATALOG_CHOICE = "tui-catalog"  # the vault blob (sealed) naming the catalog this user picked
-
-
 class SessionClosed(Exception):
     """The vault is being closed or erased: no new work may start on it."""
 
@@ -203,8 +200,7 @@ class Session:
             return ["demo"], "demo"
         if len(names) == 1:
             return names, names[0]
-        saved = self.vault.get_blob(CATALOG_CHOICE)
-        chosen = saved.decode("utf-8") if saved else None
+        chosen = Catalog.remembered(self.vault)  # the same pick as `localpers recommend --catalog`
         if chosen not in names:
             chosen = "default" if "default" in names else None
         return names, chosen
@@ -217,7 +213,7 @@ class Session:
             from localpers.errors import LocalpersError
 
             raise LocalpersError(f"no catalog named {name!r}; there is {', '.join(Catalog.names(self.home))}")
-        self.vault.put_blob(CATALOG_CHOICE, name.encode("utf-8"))
+        Catalog.remember(self.vault, name)
 
         def forget() -> None:
             self._catalog_obj = self._recommender_obj = None

@@ -4,6 +4,8 @@ Examples::
 
     localpers catalog import films.jsonl --name films
     localpers catalog import --demo
+    localpers catalog list
+    localpers catalog remove films
     localpers catalog model item2item.npz --catalog films
     localpers recommend -n 5 --kind film --explain
     localpers feedback nosferatu like
@@ -36,7 +38,7 @@ def _catalog_name(path: Path) -> str:
 
 @click.group(name="catalog")
 def catalog_group() -> None:
-    """Import and list catalogs of things to recommend.
+    """Import, list and remove catalogs of things to recommend.
 
     A catalog is public data (titles, descriptions, tags), so it is stored unencrypted
     under the data directory; what you do with its items stays in your vault.
@@ -68,7 +70,8 @@ def catalog_import(path: Path | None, name: str | None, kind: str, item_model: P
     if path is None:
         raise LocalpersError("give a file to import (JSONL, JSON or CSV), or --demo for the bundled catalog")
     check_catalog_file(path)  # before the catalog's folder is made
-    catalog = Catalog(name or _catalog_name(path))
+    # Closed with the command, error or not: a new catalog left without items is removed again.
+    catalog = click.get_current_context().with_resource(Catalog.importing(name or _catalog_name(path)))
     bar = Progress(catalog.name, unit="items")
     try:
         from ..embed import Embedder
@@ -91,6 +94,9 @@ def catalog_import(path: Path | None, name: str | None, kind: str, item_model: P
         click.echo(f"skipped {bad}", err=True)
     if len(report.skipped) > 20:
         click.echo(f"... and {len(report.skipped) - 20} more broken rows", err=True)
+    if not len(catalog):  # the catalog was new: it is removed again, and this is an error
+        raise LocalpersError(f"no item could be imported from {path.name}: fix the rows listed above" if report.skipped
+                             else f"{path.name} has no items; a catalog needs at least one row with an id and a title")
     click.echo(report.summary())
     if item_model is not None:
         model = catalog.load_item_model(item_model)
@@ -184,8 +190,29 @@ def catalog_list() -> None:
         click.echo(f"{name:<20} {len(catalog):>6} items  {kinds}" + (f"  [{'; '.join(extra)}]" if extra else ""))
 
 
+@catalog_group.command(name="remove")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Remove without asking.")
+def catalog_remove(name: str, yes: bool) -> None:
+    """Remove a catalog (its items and their embeddings) from this machine.
+
+    Your likes and ratings of its items stay in your vault; importing the catalog
+    again brings them back into play.
+    """
+    from ..catalog import Catalog
+
+    catalog = Catalog.find(name)
+    if not yes:
+        click.confirm(f"Remove the catalog {name!r} ({len(catalog)} item{'s' if len(catalog) != 1 else ''})?", abort=True)
+    catalog.delete()
+    click.echo(f"Removed the catalog {name!r}.")
+
+
 def _open_catalog(name: str | None, vault: object) -> object:
-    """The catalog to use; the demo vault gets the bundled demo catalog (and its ratings) when there is none."""
+    """The catalog to use: ``name`` (remembered for next time), else the user's earlier pick.
+
+    The demo vault gets the bundled demo catalog (and its ratings) when there is none.
+    """
     from ..catalog import Catalog
 
     if name is None and not Catalog.names() and getattr(vault, "is_demo", False):
@@ -195,7 +222,10 @@ def _open_catalog(name: str | None, vault: object) -> object:
         if not read_events(vault, catalog.name):
             seed_demo_feedback(vault, catalog)
         return catalog
-    return Catalog.find(name)
+    catalog = Catalog.find(name, chosen=Catalog.remembered(vault))
+    if name is not None and len(Catalog.names()) > 1 and Catalog.remembered(vault) != name:
+        Catalog.remember(vault, name)
+    return catalog
 
 
 @click.command(name="recommend")
@@ -203,7 +233,7 @@ def _open_catalog(name: str | None, vault: object) -> object:
 @click.option("-n", "--count", default=10, show_default=True, type=click.IntRange(1, 200), help="How many items.")
 @click.option("--kind", multiple=True, help="Only items of this kind (repeat for several).")
 @click.option("--tag", multiple=True, help="Only items with this tag (repeat for several).")
-@click.option("--catalog", "catalog_name", help="Which catalog (default: the only one).")
+@click.option("--catalog", "catalog_name", help="Which catalog (default: the only one, or the one you chose last).")
 @click.option("--interests", help="What you like, for this list only (e.g. 'sea stories, detectives').")
 @click.option("--explain", is_flag=True, help="Show what each score is made of.")
 @click.option("--llm", is_flag=True, help="Phrase the reasons with the local LLM (the writer model).")
@@ -222,6 +252,8 @@ def recommend_cmd(count: int, kind: tuple[str, ...], tag: tuple[str, ...], catal
         index.llama_will_not_load()  # no local LLM in this process: skip the llama.cpp guard
     with open_vault(user) as vault:
         catalog = _open_catalog(catalog_name, vault)
+        if kind:
+            catalog.check_kinds(kind)
         engine = None
         if llm:
             from ..llm import Engine

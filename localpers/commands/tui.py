@@ -26,6 +26,10 @@ def tui(demo: bool, user: str | None) -> None:
 
     if demo and user and user != DEMO_USER:
         raise LocalpersError("choose either --demo or --user, not both")
+    if user and user != DEMO_USER:
+        from localpers.cli import require_vault
+
+        require_vault(user)  # say so now, not after the app asked for a passphrase
     from localpers.tui import run
 
     code = run(user=None if user == DEMO_USER else user, demo=demo or user == DEMO_USER)
