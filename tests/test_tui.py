@@ -316,7 +316,7 @@ async def test_recommend_lets_the_user_pick_a_catalog_and_remembers_it(demo_home
         screen.query_one("#rec-catalog").value = "demo"
         await wait_for(pilot, lambda: screen.recs and not screen.recs[0].item.id.startswith("b"), timeout=60)
     with Vault.open("ada", "river alder meadow swale", home=demo_home / "users") as vault:
-        assert vault.get_blob("tui-catalog") == b"demo"
+        assert Catalog.remembered(vault) == "demo"  # one choice for the app and `localpers recommend`
 
 
 # ---------------------------------------------------------------------- history
