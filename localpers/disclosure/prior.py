@@ -86,6 +86,11 @@ class Prior:
         self.means = np.asarray(means, dtype=float).reshape(len(weights), len(self.numeric))
         self.cov = np.asarray(cov, dtype=float).reshape(len(self.numeric), len(self.numeric))
         self.margins = dict(margins or {})  # feature index -> Margin, for numeric features not Gaussian as they are
+        # Synthetic cells (see MixedPrior.fit): drawn from the independence model, never filtered by a revealed
+        # category but set to it, so that combinations never seen keep their share of probability.
+        self.synthetic = np.zeros(len(self.weights), dtype=bool)
+        self.marginals: dict[int, np.ndarray] = {}  # categorical feature -> category probabilities
+        self.effects: dict[int, np.ndarray] = {}  # categorical feature -> each category's shift of numeric means
         self._position = {name: i for i, name in enumerate(self.names)}
 
     def __repr__(self) -> str:
@@ -200,7 +205,7 @@ class Prior:
         Values are given as for :meth:`code` (category names or codes both work).
         """
         post = Posterior(self, {}, self.numeric.copy(), self.categorical.copy(), self.weights.copy(),
-                         self.cells.copy(), self.means.copy(), self.cov.copy())
+                         self.cells.copy(), self.means.copy(), self.cov.copy(), self.synthetic.copy())
         for key, value in (known or {}).items():
             i = key if isinstance(key, (int, np.integer)) else self.index(key)
             if isinstance(value, (float, np.floating)) and self.features[i].is_categorical:
@@ -232,6 +237,11 @@ class Posterior:
     cats: np.ndarray
     means: np.ndarray
     cov: np.ndarray
+    synthetic: np.ndarray | None = None  # per component: a synthetic cell (see Prior)
+
+    def __post_init__(self) -> None:
+        if self.synthetic is None:
+            self.synthetic = np.zeros(len(self.weights), dtype=bool)
 
     @property
     def hidden(self) -> list[int]:
@@ -246,14 +256,26 @@ class Posterior:
         known = {**self.known, i: float(code)}
         if self.prior.features[i].is_categorical:
             p = int(np.flatnonzero(self.cat_idx == i)[0])
-            keep = self.cats[:, p] == int(code)
-            if not keep.any():
+            code = int(code)
+            keep = (self.cats[:, p] == code) | self.synthetic
+            weights = self.weights.copy()
+            means = self.means
+            if self.synthetic.any():
+                # Under the independence model the other features do not depend on this one: keep every
+                # synthetic cell, set to the revealed category and weighted by that category's probability.
+                weights[self.synthetic] *= self.prior.marginals[i][code]
+                effect = self.prior.effects.get(i)
+                if effect is not None and means.shape[1]:
+                    means = means.copy()
+                    old = self.cats[self.synthetic, p]
+                    means[self.synthetic] += effect[code] - effect[old]
+            if not keep.any() or weights[keep].sum() <= 0:
                 # A combination the prior never listed: back off to "this feature says nothing about the rest".
-                return Posterior(self.prior, known, self.num_idx, np.delete(self.cat_idx, p), self.weights,
-                                 np.delete(self.cats, p, axis=1), self.means, self.cov)
-            weights = self.weights[keep] / self.weights[keep].sum()
+                keep = np.ones(len(weights), dtype=bool)
+                weights = self.weights.copy()
+            weights = weights[keep] / weights[keep].sum()
             return Posterior(self.prior, known, self.num_idx, np.delete(self.cat_idx, p), weights,
-                             np.delete(self.cats[keep], p, axis=1), self.means[keep], self.cov)
+                             np.delete(self.cats[keep], p, axis=1), means[keep], self.cov, self.synthetic[keep])
         p = int(np.flatnonzero(self.num_idx == i)[0])
         var = max(self.cov[p, p], 1e-300)
         gain = self.cov[:, p] / var
@@ -268,7 +290,7 @@ class Posterior:
         return Posterior(self.prior, known, np.delete(self.num_idx, p), self.cat_idx,
                          weights[keep] / weights[keep].sum(),
                          self.cats[keep], np.delete(means[keep], p, axis=1),
-                         np.delete(np.delete(cov, p, axis=0), p, axis=1))
+                         np.delete(np.delete(cov, p, axis=0), p, axis=1), self.synthetic[keep])
 
     def compress(self, max_components: int, rng: np.random.Generator) -> "Posterior":
         """At most ``max_components`` components, resampled in proportion to their weights (systematic resampling).
@@ -282,7 +304,7 @@ class Posterior:
                            len(self.weights) - 1)
         keep, counts = np.unique(picks, return_counts=True)
         return Posterior(self.prior, self.known, self.num_idx, self.cat_idx, counts / counts.sum(),
-                         self.cats[keep], self.means[keep], self.cov)
+                         self.cats[keep], self.means[keep], self.cov, self.synthetic[keep])
 
     def base_row(self) -> np.ndarray:
         row = np.full(len(self.prior.names), np.nan)
@@ -538,6 +560,7 @@ class MixedPrior(Prior):
             counts = np.bincount(cell_of_row, minlength=n_cells).astype(float)
             independent = _independent(cells, marginals)
             weights = (counts + alpha * independent) / (n + alpha)
+            synthetic = np.zeros(len(cells), bool)
         else:
             # Too many combinations to list: keep the ones seen, plus a sample of unseen ones drawn from the
             # independence model that stand for all the others (their smoothing mass shared among them).
@@ -547,14 +570,11 @@ class MixedPrior(Prior):
             n_extra = min(max(max_cells - len(cells), 0), max(256, len(cells)))
             rng = np.random.default_rng(0)
             extra = np.column_stack([rng.choice(size, n_extra, p=m / m.sum()) for size, m in zip(sizes, marginals)])
-            extra = np.unique(extra, axis=0)
-            seen = {tuple(c) for c in cells}
-            extra = np.array([c for c in extra if tuple(c) not in seen], dtype=int).reshape(-1, len(cat))
-            independent = _independent(cells, marginals)
-            unseen_mass = max(1.0 - float(independent.sum()), 0.0)
-            weights = np.concatenate([counts + alpha * independent,
-                                      np.full(len(extra), alpha * unseen_mass / max(len(extra), 1))]) / (n + alpha)
+            # The seen cells carry their counts; the synthetic ones, drawn from the independence model, share
+            # the pseudo-count mass alpha equally (a Monte-Carlo stand-in for the whole independence model).
+            weights = np.concatenate([counts, np.full(len(extra), alpha / max(len(extra), 1))])
             weights /= weights.sum()
+            synthetic = np.concatenate([np.zeros(len(cells), bool), np.ones(len(extra), bool)])
             cells = np.vstack([cells, extra])
             counts = np.concatenate([counts, np.zeros(len(extra))])
         n_listed = len(cells)
@@ -566,17 +586,24 @@ class MixedPrior(Prior):
         # Cell means: shrunk towards overall mean + one shrunk effect per categorical feature.
         overall = X.mean(axis=0)
         target = np.tile(overall, (n_listed, 1))
+        effects = []
         for j, size in enumerate(sizes):
             sums = np.zeros((size, X.shape[1]))
             np.add.at(sums, codes[:, j], X)
             n_c = np.bincount(codes[:, j], minlength=size)[:, None]
             effect = (sums - n_c * overall) / (n_c + mean_shrinkage)
+            effects.append(effect)
             target += effect[cells[:, j]]
         sums = np.zeros((n_listed, X.shape[1]))
         np.add.at(sums, cell_of_row, X)
         means = (sums + mean_shrinkage * target) / (counts[:, None] + mean_shrinkage)
         cov = _shrunk_covariance(X - means[cell_of_row])
-        return cls(features, cells, weights, means, cov, fitted)
+        prior = cls(features, cells, weights, means, cov, fitted)
+        prior.synthetic = synthetic
+        cat_index = [features.index(f) for f in cat]
+        prior.marginals = {i: m / m.sum() for i, m in zip(cat_index, marginals)}
+        prior.effects = {i: e for i, e in zip(cat_index, effects)}
+        return prior
 
 
 class GaussianPrior(MixedPrior):

@@ -128,7 +128,7 @@ class DisclosureConfig:
     policy: str = "rollout"
     importance: Sequence[str] | None = None
     rollout_candidates: int = 16
-    rollout_samples: int = 96
+    rollout_samples: int = 64
 
     def __post_init__(self) -> None:
         if not 0 < self.delta < 1:
@@ -569,16 +569,35 @@ class _ClosedForm:
             else:
                 shift = loglik = np.zeros((n, k, 1))
                 var = np.array([sd**2])
+            cat_shift = cat_logw = np.zeros((n, k, 1))
             if cats:
-                match = X[:, post.cat_idx[cats]][:, None, :] == post.cats[None, :, cats]
+                values = X[:, post.cat_idx[cats]].astype(int)  # (N, Tc)
+                match = values[:, None, :] == post.cats[None, :, cats]
+                synth = post.synthetic[None, :, None]
+                # Synthetic cells are set to the revealed category (weighted by its probability), not filtered.
+                match = match | synth
                 alive = np.concatenate([np.ones((n, k, 1), bool), np.cumprod(match, axis=-1).astype(bool)], axis=-1)
+                if post.synthetic.any():
+                    feats = [int(post.cat_idx[q]) for q in cats]
+                    logm = np.stack([np.log(post.prior.marginals[f][values[:, t]]) for t, f in enumerate(feats)], 1)
+                    delta = np.zeros((n, k, len(cats)))
+                    for t, f in enumerate(feats):
+                        contrib = self.linear.contrib.get(f)
+                        if contrib is not None:
+                            delta[:, :, t] = contrib[values[:, t]][:, None] - contrib[post.cats[:, cats[t]]][None, :]
+                    zero = np.zeros((n, k, 1))
+                    cat_logw = np.concatenate([zero, np.cumsum(np.where(synth, logm[:, None, :], 0.0), -1)], -1)
+                    cat_shift = np.concatenate([zero, np.cumsum(np.where(synth, delta, 0.0), -1)], -1)
             else:
                 alive = np.ones((n, k, 1), bool)
-            logw = loglik[:, :, n_t] + logw0[None, :, None] + np.where(alive[:, :, c_t], 0.0, -np.inf)
+            c_or_0 = c_t if cats else np.zeros_like(c_t)
+            cs_idx = c_t if cat_shift.shape[2] > 1 else np.zeros_like(c_t)
+            logw = (loglik[:, :, n_t] + logw0[None, :, None] + np.where(alive[:, :, c_or_0], 0.0, -np.inf)
+                    + cat_logw[:, :, cs_idx])
             logw -= logw.max(axis=1, keepdims=True)
             w = np.exp(logw)
             w /= w.sum(axis=1, keepdims=True)
-            mean = means_s[None, :, None] + shift[:, :, n_t]
+            mean = means_s[None, :, None] + shift[:, :, n_t] + cat_shift[:, :, cs_idx]
             step_sd = np.sqrt(np.clip(var[n_t], 0.0, None))
             tiny = 1e-12 * (1 + np.abs(means_s).max())
             z = np.where(step_sd > tiny, ndtr(mean / np.maximum(step_sd, tiny)), (mean > 0).astype(float))
@@ -662,7 +681,7 @@ class _MonteCarlo:
 
 
     # Nested sampling is costly, so the Monte-Carlo look-ahead compares few candidates over a short horizon.
-    rollout_candidates, rollout_people, rollout_inner, rollout_horizon = 4, 8, 48, 6
+    rollout_candidates, rollout_people, rollout_inner, rollout_horizon, rollout_components = 4, 8, 32, 4, 256
 
     def confidence_paths(self, post: Posterior, orders: np.ndarray, X: np.ndarray,
                          rng: np.random.Generator) -> np.ndarray:
@@ -755,7 +774,7 @@ def minimal_disclosure(model: Any, prior: Prior, x: Mapping[str, Any] | Sequence
     """
     config = config or DisclosureConfig()
     rng = np.random.default_rng(config.seed)
-    row = prior.row(x)
+    row = prior.row(x, unknown="missing")  # a category never seen: treated as one the person cannot give
     for label, names in (("public", config.public), ("costs", config.costs), ("order", config.order or ())):
         unknown = [n for n in names if n not in prior.names]
         if unknown:
@@ -894,13 +913,16 @@ def _rollout_choice(evaluator: _ClosedForm | _MonteCarlo, post: Posterior, base:
     monte_carlo = isinstance(evaluator, _MonteCarlo)
     n_cands = min(config.rollout_candidates, evaluator.rollout_candidates) if monte_carlo \
         else config.rollout_candidates
+    if len(post.weights) > 64:
+        n_cands = min(n_cands, 6)  # many mixture components: each candidate costs more, so try fewer
     cands = base[:n_cands]
     if len(cands) < 2:
         return base[0], "next in importance order"
     n_people = evaluator.rollout_people if monte_carlo else config.rollout_samples
-    # Bound the look-ahead's memory: at most as many mixture components as it can afford.
-    budget = max(16, int(_MEMORY_LIMIT // 16 / (n_people * (len(base) + 1) * 8 * 6)))
-    small = post.compress(min(512, budget), rng)
+    # Bound the look-ahead's work and memory: at most as many mixture components as ~300k cells per array.
+    # (Fewer would be faster but conditioning on a category then leaves too few components: overconfidence.)
+    limit = evaluator.rollout_components if monte_carlo else max(64, 300_000 // (n_people * (len(base) + 1)))
+    small = post.compress(limit, rng)
     X = small.sample(n_people, rng)
     orders = np.array([[j] + [i for i in base if i != j] for j in cands])
     conf = evaluator.confidence_paths(small, orders, X, rng)  # (C, N, T)
@@ -911,7 +933,10 @@ def _rollout_choice(evaluator: _ClosedForm | _MonteCarlo, post: Posterior, base:
     saving = spent[0][None, :] - spent  # paired with the base choice on the same draws
     mean = saving.mean(axis=1)
     se = saving.std(axis=1, ddof=1) / math.sqrt(len(X))
-    clear = (mean > 2 * se) & (mean > 0.05)
+    # Deviate only on near-dominance: a clear saving on average AND rarely a loss, person by person. That
+    # protects the median as well as the mean, and leaves little room for a prior that is slightly off.
+    loses = (saving < 0).mean(axis=1)
+    clear = (mean > 2 * se) & (mean > 0.05) & (loses <= 0.05)
     expected = spent.mean(axis=1)
     if not clear[1:].any():
         return base[0], (f"next in importance order: revealing it first is expected to stop after "
