@@ -21,7 +21,14 @@ is in each and moves the other numbers' means by the usual Gaussian update
 shared covariance, one component per surviving cell.
 
 :class:`GaussianPrior` is the special case with no categorical features (a
-single cell). :class:`MixedPrior` estimates cell probabilities with a Dirichlet
+single cell). When the categories combine into more cells than ``max_cells``
+(eight features of 2-40 categories make millions), the prior never lists the
+product: it keeps the combinations seen in the data, with their counts, plus
+*synthetic* cells drawn from the independence model (the product of the
+per-feature frequencies) that carry the pseudo-count mass. Revealing a category
+filters the seen cells but *sets* the synthetic ones to it (weighted by that
+category's frequency), so a combination never seen still gets probability, as
+under the independence model; memory grows with the data, not the product. :class:`MixedPrior` estimates cell probabilities with a Dirichlet
 pseudo-count centred on the product of the per-feature frequencies, so that
 combinations never seen in training keep a little probability, and shrinks each
 cell's means towards a main-effects (additive) model, so sparse cells borrow
