@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from localpers.disclosure import (
     DisclosureConfig,
@@ -72,13 +73,14 @@ def test_selection_at_a_million_combinations_is_fast_and_bounded(many_categories
     tracemalloc.start()
     for n, x in enumerate(X[-8:]):
         began = time.process_time()
-        d = minimal_disclosure(model, prior, x, DisclosureConfig(delta=0.05, encoding=encoding, seed=n))
+        with threadpool_limits(1):  # CPU time of one thread: small predictions gain nothing from more
+            d = minimal_disclosure(model, prior, x, DisclosureConfig(delta=0.05, encoding=encoding, seed=n))
         times.append(time.process_time() - began)
         agree.append(d.decision == full_decision(model, prior, x, config))
         assert d.guaranteed and d.method == ("closed-form" if kind == "logistic" else "monte-carlo")
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert np.median(times) <= 1.0  # CPU seconds; measured 0.05-0.3 s on a busy 2-core machine
+    assert np.median(times) <= 1.0  # CPU seconds of one thread; see the report for measured figures
     assert peak < 300 * 2**20  # measured under 100 MiB
     assert np.mean(agree) >= 0.75
 
@@ -139,7 +141,7 @@ def test_rollout_on_numeric_categorical_and_mixed_priors(kind):
     income = np.select([job == "doctor", job == "artist"], [90.0, 30.0], 50.0) + rng.normal(0, 10, n)
     hours = 20 + 0.2 * income + rng.normal(0, 3, n)
     cols = {"job": job, "city": city, "income": income, "hours": hours}
-    categorical = {"numeric": [], "categorical": ["job", "city"], "mixed": ["job", "city"]}[kind]
+    categorical = {"numeric": [], "categorical": ["job", "city", "band"], "mixed": ["job", "city"]}[kind]
     if kind == "numeric":
         cols = {"income": income, "hours": hours, "age": rng.normal(40, 10, n)}
     elif kind == "categorical":

@@ -161,9 +161,9 @@ class Prior:
         Absent names and ``None`` become NaN (unknown); ``unknown`` is as for :meth:`code`.
         """
         if isinstance(x, Mapping):
-            unknown = set(x) - set(self.names)
-            if unknown:
-                raise LocalpersError(f"unknown feature(s) {', '.join(sorted(map(str, unknown)))}; "
+            strangers = set(x) - set(self.names)
+            if strangers:
+                raise LocalpersError(f"unknown feature(s) {', '.join(sorted(map(str, strangers)))}; "
                                      f"known: {', '.join(self.names)}")
             return np.array([self.code(i, x.get(name), unknown=unknown) for i, name in enumerate(self.names)])
         values = list(x)
