@@ -279,9 +279,9 @@ def test_public_features_are_known_and_never_counted(cancer):
 def test_costs_change_the_order_and_infinite_cost_means_never(cancer):
     prior, model = cancer["prior"], cancer["logistic"]
     x = cancer["X_test"][3]
-    plain = minimal_disclosure(model, prior, x, DisclosureConfig())
+    plain = minimal_disclosure(model, prior, x, DisclosureConfig(policy="greedy"))
     first = plain.revealed[0]
-    costly = minimal_disclosure(model, prior, x, DisclosureConfig(costs={first: 0.5}))
+    costly = minimal_disclosure(model, prior, x, DisclosureConfig(policy="greedy", costs={first: 0.5}))
     assert costly.revealed[0] != first
     assert costly.steps[0].reason.startswith("removes the most expected uncertainty")
     never = minimal_disclosure(model, prior, x, DisclosureConfig(costs={first: math.inf}))

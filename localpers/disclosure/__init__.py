@@ -6,9 +6,10 @@ After Tran & Fioretto, "Data Minimization at Inference Time" (NeurIPS 2023). The
   (numeric and categorical features), fitted on many people, conditioned on what one
   person reveals;
 - :mod:`~localpers.disclosure.select`: :func:`minimal_disclosure` reveals features one
-  at a time, each the one that most reduces the expected uncertainty of the decision,
-  until it is fixed with probability >= 1 - delta (closed form for linear models,
-  Monte-Carlo for any other);
+  at a time, following the model's importance order unless simulation under the
+  prior shows another feature clearly settles the decision sooner (a rollout, which
+  cannot do worse than the order it improves on), until the decision is fixed with
+  probability >= 1 - delta (closed form for linear models, Monte-Carlo for any other);
 - :mod:`~localpers.disclosure.ledger`: every disclosure recorded in the vault (what,
   to whom, why, when), viewable and exportable;
 - :mod:`~localpers.disclosure.profile`: the product side, choosing which of the user's

@@ -21,7 +21,14 @@ is in each and moves the other numbers' means by the usual Gaussian update
 shared covariance, one component per surviving cell.
 
 :class:`GaussianPrior` is the special case with no categorical features (a
-single cell). :class:`MixedPrior` estimates cell probabilities with a Dirichlet
+single cell). When the categories combine into more cells than ``max_cells``
+(eight features of 2-40 categories make millions), the prior never lists the
+product: it keeps the combinations seen in the data, with their counts, plus
+*synthetic* cells drawn from the independence model (the product of the
+per-feature frequencies) that carry the pseudo-count mass. Revealing a category
+filters the seen cells but *sets* the synthetic ones to it (weighted by that
+category's frequency), so a combination never seen still gets probability, as
+under the independence model; memory grows with the data, not the product. :class:`MixedPrior` estimates cell probabilities with a Dirichlet
 pseudo-count centred on the product of the per-feature frequencies, so that
 combinations never seen in training keep a little probability, and shrinks each
 cell's means towards a main-effects (additive) model, so sparse cells borrow
@@ -86,6 +93,11 @@ class Prior:
         self.means = np.asarray(means, dtype=float).reshape(len(weights), len(self.numeric))
         self.cov = np.asarray(cov, dtype=float).reshape(len(self.numeric), len(self.numeric))
         self.margins = dict(margins or {})  # feature index -> Margin, for numeric features not Gaussian as they are
+        # Synthetic cells (see MixedPrior.fit): drawn from the independence model, never filtered by a revealed
+        # category but set to it, so that combinations never seen keep their share of probability.
+        self.synthetic = np.zeros(len(self.weights), dtype=bool)
+        self.marginals: dict[int, np.ndarray] = {}  # categorical feature -> category probabilities
+        self.effects: dict[int, np.ndarray] = {}  # categorical feature -> each category's shift of numeric means
         self._position = {name: i for i, name in enumerate(self.names)}
 
     def __repr__(self) -> str:
@@ -111,8 +123,13 @@ class Prior:
         except KeyError:
             raise LocalpersError(f"unknown feature {name!r}; known: {', '.join(self.names)}") from None
 
-    def code(self, name: str | int, value: Any) -> float:
-        """A value as stored in rows: a float for numbers, the category index for categories."""
+    def code(self, name: str | int, value: Any, *, unknown: str = "error") -> float:
+        """A value as stored in rows: a float for numbers, the category index for categories.
+
+        ``unknown``: what a category never seen in fitting becomes: ``"error"`` (a
+        :class:`LocalpersError` naming the known ones) or ``"missing"`` (NaN: the person
+        is treated as unable to reveal it, and it is drawn from the prior instead).
+        """
         i = name if isinstance(name, int) else self.index(name)
         feature = self.features[i]
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -121,6 +138,8 @@ class Prior:
             try:
                 return float(feature.categories.index(str(value)))
             except ValueError:
+                if unknown == "missing":
+                    return math.nan
                 shown = ", ".join(feature.categories[:12]) + (", ..." if len(feature.categories) > 12 else "")
                 raise LocalpersError(
                     f"feature {feature.name!r}: {value!r} is not one of its categories ({shown})") from None
@@ -136,23 +155,30 @@ class Prior:
             return feature.categories[int(code)]
         return int(code) if float(code).is_integer() else float(code)
 
-    def row(self, x: Mapping[str, Any] | Sequence[Any] | np.ndarray) -> np.ndarray:
+    def row(self, x: Mapping[str, Any] | Sequence[Any] | np.ndarray, *, unknown: str = "error") -> np.ndarray:
         """One person's features as a row: from a ``{name: value}`` mapping or a sequence in :attr:`names` order.
 
-        Absent names and ``None`` become NaN (unknown).
+        Absent names and ``None`` become NaN (unknown); ``unknown`` is as for :meth:`code`.
         """
         if isinstance(x, Mapping):
-            unknown = set(x) - set(self.names)
-            if unknown:
-                raise LocalpersError(f"unknown feature(s) {', '.join(sorted(map(str, unknown)))}; "
+            strangers = set(x) - set(self.names)
+            if strangers:
+                raise LocalpersError(f"unknown feature(s) {', '.join(sorted(map(str, strangers)))}; "
                                      f"known: {', '.join(self.names)}")
-            return np.array([self.code(i, x.get(name)) for i, name in enumerate(self.names)])
+            return np.array([self.code(i, x.get(name), unknown=unknown) for i, name in enumerate(self.names)])
         values = list(x)
         if len(values) != len(self.names):
             raise LocalpersError(f"expected {len(self.names)} feature values, got {len(values)}")
         if isinstance(x, np.ndarray) and x.dtype.kind in "fiu":
-            return x.astype(float)  # already codes
-        return np.array([self.code(i, v) for i, v in enumerate(values)])
+            row = x.astype(float)  # already codes
+            for i in self.categorical:  # a code outside the categories is an unknown category
+                if not math.isnan(row[i]) and not 0 <= row[i] < len(self.features[i].categories):
+                    if unknown != "missing":
+                        raise LocalpersError(f"feature {self.names[i]!r}: code {row[i]:g} is not one of its "
+                                             f"{len(self.features[i].categories)} categories")
+                    row[i] = math.nan
+            return row
+        return np.array([self.code(i, v, unknown=unknown) for i, v in enumerate(values)])
 
     def one_hot(self, X: np.ndarray) -> np.ndarray:
         """Rows with each categorical feature spread into indicator columns (see :meth:`one_hot_names`).
@@ -186,7 +212,7 @@ class Prior:
         Values are given as for :meth:`code` (category names or codes both work).
         """
         post = Posterior(self, {}, self.numeric.copy(), self.categorical.copy(), self.weights.copy(),
-                         self.cells.copy(), self.means.copy(), self.cov.copy())
+                         self.cells.copy(), self.means.copy(), self.cov.copy(), self.synthetic.copy())
         for key, value in (known or {}).items():
             i = key if isinstance(key, (int, np.integer)) else self.index(key)
             if isinstance(value, (float, np.floating)) and self.features[i].is_categorical:
@@ -218,6 +244,11 @@ class Posterior:
     cats: np.ndarray
     means: np.ndarray
     cov: np.ndarray
+    synthetic: np.ndarray | None = None  # per component: a synthetic cell (see Prior)
+
+    def __post_init__(self) -> None:
+        if self.synthetic is None:
+            self.synthetic = np.zeros(len(self.weights), dtype=bool)
 
     @property
     def hidden(self) -> list[int]:
@@ -232,13 +263,26 @@ class Posterior:
         known = {**self.known, i: float(code)}
         if self.prior.features[i].is_categorical:
             p = int(np.flatnonzero(self.cat_idx == i)[0])
-            keep = self.cats[:, p] == int(code)
-            if not keep.any():
-                raise LocalpersError(f"the prior gives no probability to {self.prior.names[i]}="
-                                     f"{self.prior.value(i, code)!r}")
-            weights = self.weights[keep] / self.weights[keep].sum()
+            code = int(code)
+            keep = (self.cats[:, p] == code) | self.synthetic
+            weights = self.weights.copy()
+            means = self.means
+            if self.synthetic.any():
+                # Under the independence model the other features do not depend on this one: keep every
+                # synthetic cell, set to the revealed category and weighted by that category's probability.
+                weights[self.synthetic] *= self.prior.marginals[i][code]
+                effect = self.prior.effects.get(i)
+                if effect is not None and means.shape[1]:
+                    means = means.copy()
+                    old = self.cats[self.synthetic, p]
+                    means[self.synthetic] += effect[code] - effect[old]
+            if not keep.any() or weights[keep].sum() <= 0:
+                # A combination the prior never listed: back off to "this feature says nothing about the rest".
+                keep = np.ones(len(weights), dtype=bool)
+                weights = self.weights.copy()
+            weights = weights[keep] / weights[keep].sum()
             return Posterior(self.prior, known, self.num_idx, np.delete(self.cat_idx, p), weights,
-                             np.delete(self.cats[keep], p, axis=1), self.means[keep], self.cov)
+                             np.delete(self.cats[keep], p, axis=1), means[keep], self.cov, self.synthetic[keep])
         p = int(np.flatnonzero(self.num_idx == i)[0])
         var = max(self.cov[p, p], 1e-300)
         gain = self.cov[:, p] / var
@@ -253,7 +297,21 @@ class Posterior:
         return Posterior(self.prior, known, np.delete(self.num_idx, p), self.cat_idx,
                          weights[keep] / weights[keep].sum(),
                          self.cats[keep], np.delete(means[keep], p, axis=1),
-                         np.delete(np.delete(cov, p, axis=0), p, axis=1))
+                         np.delete(np.delete(cov, p, axis=0), p, axis=1), self.synthetic[keep])
+
+    def compress(self, max_components: int, rng: np.random.Generator) -> "Posterior":
+        """At most ``max_components`` components, resampled in proportion to their weights (systematic resampling).
+
+        Unbiased for any expectation over the posterior; used to bound the memory and time of look-aheads.
+        """
+        if len(self.weights) <= max_components:
+            return self
+        positions = (rng.random() + np.arange(max_components)) / max_components
+        picks = np.minimum(np.searchsorted(np.cumsum(self.weights) / self.weights.sum(), positions),
+                           len(self.weights) - 1)
+        keep, counts = np.unique(picks, return_counts=True)
+        return Posterior(self.prior, self.known, self.num_idx, self.cat_idx, counts / counts.sum(),
+                         self.cats[keep], self.means[keep], self.cov, self.synthetic[keep])
 
     def base_row(self) -> np.ndarray:
         row = np.full(len(self.prior.names), np.nan)
@@ -379,6 +437,22 @@ def _cholesky(cov: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------- fitting
 
 
+_MEMORY_LIMIT = 2 * 2**30  # bytes any one array of a prior or look-ahead may take; checked before allocating
+
+
+def _codes(column: Any, categories: tuple[str, ...]) -> np.ndarray:
+    index = {c: k for k, c in enumerate(categories)}
+    return np.array([index[str(v)] for v in column], dtype=int)
+
+
+def _independent(cells: np.ndarray, marginals: Sequence[np.ndarray]) -> np.ndarray:
+    """P(cell) if the categorical features were independent, for each listed cell."""
+    out = np.ones(len(cells))
+    for j, m in enumerate(marginals):
+        out *= m[cells[:, j]]
+    return out
+
+
 def _columns(data: Any, names: Sequence[str] | None) -> dict[str, list[Any] | np.ndarray]:
     """Accept a ``{name: column}`` mapping, a list of ``{name: value}`` rows, or a 2-D array with ``names``."""
     if isinstance(data, Mapping):
@@ -440,7 +514,10 @@ class MixedPrior(Prior):
         fits real data better, but then a linear model is no longer Gaussian in the
         score, so the selector uses Monte-Carlo. ``pseudo_count``: Dirichlet pseudo-count
         per cell. ``mean_shrinkage``: how many pseudo-rows pull a cell's means towards
-        the additive model.
+        the additive model. ``max_cells``: when the categories combine into more cells
+        than this, only the combinations seen in the data are listed, plus a sample of
+        unseen ones that carry the smoothing mass (memory grows with the data, never
+        with the product of the category counts).
         """
         cols = _columns(data, names)
         unknown = set(categorical) - set(cols)
@@ -473,39 +550,67 @@ class MixedPrior(Prior):
             for j, f in enumerate(num):
                 fitted[features.index(f)] = margin = Margin(X[:, j])
                 X[:, j] = margin.to_latent(X[:, j])
+        if max_cells < 1:
+            raise LocalpersError("max_cells must be >= 1")
         sizes = [len(f.categories) for f in cat]
-        n_cells = math.prod(sizes)
-        if n_cells > max_cells:
-            raise LocalpersError(f"{n_cells} combinations of categories is too many (max {max_cells}); "
-                                 "merge rare categories or treat some features as numeric")
-        codes = np.column_stack([[f.categories.index(str(v)) for v in cols[f.name]] for f in cat]).astype(int) \
+        n_cells = math.prod(sizes)  # a Python int: never overflows, never allocated
+        codes = np.column_stack([_codes(cols[f.name], f.categories) for f in cat]).astype(int) \
             if cat else np.zeros((n, 0), dtype=int)
-        cells = np.array(list(itertools.product(*[range(s) for s in sizes])), dtype=int).reshape(n_cells, len(cat))
-        cell_of_row = np.ravel_multi_index(codes.T, sizes) if cat else np.zeros(n, dtype=int)
-        counts = np.bincount(cell_of_row, minlength=n_cells).astype(float)
-
-        # Cell probabilities: counts plus a Dirichlet pseudo-count spread like the independence model.
-        independent = np.ones(n_cells)
-        for j, size in enumerate(sizes):
-            marginal = (np.bincount(codes[:, j], minlength=size) + 0.5) / (n + 0.5 * size)
-            independent *= marginal[cells[:, j]]
-        alpha = pseudo_count * n_cells
-        weights = (counts + alpha * independent) / (n + alpha)
+        marginals = [(np.bincount(codes[:, j], minlength=size) + 0.5) / (n + 0.5 * size)
+                     for j, size in enumerate(sizes)]
+        # Pseudo-rows spread like the independence model; never more than the data, so real rows dominate.
+        alpha = min(pseudo_count * n_cells, float(n)) if pseudo_count > 0 else 0.0
+        if n_cells <= max_cells:
+            cells = np.array(list(itertools.product(*[range(s) for s in sizes])), dtype=int).reshape(n_cells,
+                                                                                                     len(cat))
+            cell_of_row = np.ravel_multi_index(codes.T, sizes) if cat else np.zeros(n, dtype=int)
+            counts = np.bincount(cell_of_row, minlength=n_cells).astype(float)
+            independent = _independent(cells, marginals)
+            weights = (counts + alpha * independent) / (n + alpha)
+            synthetic = np.zeros(len(cells), bool)
+        else:
+            # Too many combinations to list: keep the ones seen, plus a sample of unseen ones drawn from the
+            # independence model that stand for all the others (their smoothing mass shared among them).
+            cells, cell_of_row = np.unique(codes, axis=0, return_inverse=True)
+            cell_of_row = cell_of_row.ravel()
+            counts = np.bincount(cell_of_row, minlength=len(cells)).astype(float)
+            n_extra = min(max(max_cells - len(cells), 0), max(256, len(cells)))
+            rng = np.random.default_rng(0)
+            extra = np.column_stack([rng.choice(size, n_extra, p=m / m.sum()) for size, m in zip(sizes, marginals)])
+            # The seen cells carry their counts; the synthetic ones, drawn from the independence model, share
+            # the pseudo-count mass alpha equally (a Monte-Carlo stand-in for the whole independence model).
+            weights = np.concatenate([counts, np.full(len(extra), alpha / max(len(extra), 1))])
+            weights /= weights.sum()
+            synthetic = np.concatenate([np.zeros(len(cells), bool), np.ones(len(extra), bool)])
+            cells = np.vstack([cells, extra])
+            counts = np.concatenate([counts, np.zeros(len(extra))])
+        n_listed = len(cells)
+        need = n_listed * (X.shape[1] * 2 + len(cat) + 2) * 8
+        if need > _MEMORY_LIMIT:
+            raise LocalpersError(f"the prior would need {need / 2**30:.1f} GiB for {n_listed} cells; "
+                                 "lower max_cells, merge rare categories or treat some features as numeric")
 
         # Cell means: shrunk towards overall mean + one shrunk effect per categorical feature.
         overall = X.mean(axis=0)
-        target = np.tile(overall, (n_cells, 1))
+        target = np.tile(overall, (n_listed, 1))
+        effects = []
         for j, size in enumerate(sizes):
             sums = np.zeros((size, X.shape[1]))
             np.add.at(sums, codes[:, j], X)
             n_c = np.bincount(codes[:, j], minlength=size)[:, None]
             effect = (sums - n_c * overall) / (n_c + mean_shrinkage)
+            effects.append(effect)
             target += effect[cells[:, j]]
-        sums = np.zeros((n_cells, X.shape[1]))
+        sums = np.zeros((n_listed, X.shape[1]))
         np.add.at(sums, cell_of_row, X)
         means = (sums + mean_shrinkage * target) / (counts[:, None] + mean_shrinkage)
         cov = _shrunk_covariance(X - means[cell_of_row])
-        return cls(features, cells, weights, means, cov, fitted)
+        prior = cls(features, cells, weights, means, cov, fitted)
+        prior.synthetic = synthetic
+        cat_index = [features.index(f) for f in cat]
+        prior.marginals = {i: m / m.sum() for i, m in zip(cat_index, marginals)}
+        prior.effects = {i: e for i, e in zip(cat_index, effects)}
+        return prior
 
 
 class GaussianPrior(MixedPrior):
@@ -539,6 +644,9 @@ def independent_prior(features: Sequence[Feature], *, means: Mapping[str, float]
     num = [f for f in features if not f.is_categorical]
     cat = [f for f in features if f.is_categorical]
     sizes = [len(f.categories) for f in cat]
+    if math.prod(sizes) > 1_000_000:
+        raise LocalpersError(f"{math.prod(sizes)} combinations of categories is too many for independent_prior; "
+                             "fit a MixedPrior on data instead (it lists only the combinations that occur)")
     cells = np.array(list(itertools.product(*[range(s) for s in sizes])), dtype=int).reshape(math.prod(sizes), len(cat))
     weights = np.ones(len(cells))
     for j, f in enumerate(cat):
