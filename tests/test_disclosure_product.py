@@ -165,9 +165,11 @@ def test_cli_decide_record_ledger_export(cli_user, tmp_path):
 
     result = runner.invoke(privacy, ["ledger", "--user", cli_user, "--steps"])
     assert result.exit_code == 0, result.output
-    assert "writing -> local writer model" in result.output
-    assert "revealed: formality=0.95" in result.output
-    assert "withheld: age" in result.output
+    # Sentences with rounded numbers, not raw Python values.
+    assert "The local writer model was told 1 of 2 profile facts, for writing." in result.output
+    assert "Shared: formality: 0.95." in result.output
+    assert "Kept back: age." in result.output
+    assert "{" not in result.output and "999999" not in result.output
 
     out = tmp_path / "export.jsonl"
     result = runner.invoke(privacy, ["ledger", "--user", cli_user, "--export", str(out)])

@@ -42,7 +42,7 @@ def ledger(user: str | None, limit: int | None, steps: bool, as_json: bool, expo
     plaintext (readable by anyone with access to it); keep it somewhere safe.
     """
     from ..cli import open_vault
-    from ..disclosure import export_ledger, ledger_entries
+    from ..disclosure import describe_entry, export_ledger, ledger_entries
 
     with open_vault(user) as vault:
         if export_path:
@@ -59,14 +59,9 @@ def ledger(user: str | None, limit: int | None, steps: bool, as_json: bool, expo
         return
     for entry in entries:
         day = datetime.datetime.fromtimestamp(entry.time, datetime.timezone.utc).strftime("%Y-%m-%d")
-        decision = entry.decision
-        sure = decision.get("confidence")
-        click.echo(f"#{entry.id}  {day}  {entry.purpose} -> {entry.recipient}"
-                   f"  [{decision.get('name') or 'decision'}: {decision.get('label')}"
-                   + (f", {sure:.1%} sure" if isinstance(sure, (int, float)) else "") + "]")
-        shared = ", ".join(f"{k}={v}" for k, v in entry.revealed.items()) or "nothing"
-        click.echo(f"    revealed: {shared}")
-        click.echo(f"    withheld: {', '.join(entry.withheld) or 'nothing'}")
+        click.echo(f"#{entry.id}  {day}")
+        for line in describe_entry(entry):  # the same sentences as the app's detail view
+            click.echo(f"    {line}")
         if steps:
             for n, step in enumerate(entry.steps, 1):
                 click.echo(f"    {n}. {step.get('feature')}: {step.get('reason')}")

@@ -582,6 +582,8 @@ class _ClosedForm:
         score mean, variance and component weights are cumulative sums; categories filter
         components. Vectorised over completions, components and steps.
         """
+        from scipy.special import ndtr  # deferred, as in _p_positive
+
         means_s, sd, w_h = self._score(post)
         n, k, t_len = len(X), len(post.weights), orders.shape[1]
         _check_memory(n * k * (t_len + 1) * 8 * 6, "the closed-form look-ahead")
