@@ -234,7 +234,9 @@ class Engine:
         """Yield the completion of ``prompt`` piece by piece.
 
         ``min_tokens``: the model may not end the text (its end-of-text tokens are held
-        back) before this many tokens; a stop sequence still ends it.
+        back) before this many tokens; a stop sequence still ends it. Ignored with a
+        ``schema`` or ``grammar``: they decide where the text is complete, and holding
+        back the end there would leave llama.cpp's sampler no token to pick.
 
         The engine stays locked until the generator finishes or is closed, so other
         callers wait their turn instead of interleaving with this one. The text is the
@@ -247,7 +249,7 @@ class Engine:
             tokens = self.tokenize(prompt)
             self._check_length(len(tokens), max_tokens)
             self._evaluate_prompt(tokens)
-            if min_tokens > 0:
+            if min_tokens > 0 and schema is None and grammar is None:
                 sampling["logits_processor"] = self._hold_back_end(len(tokens), min_tokens)
             # A token list (with its BOS) is taken as is, so llama.cpp sees exactly what was evaluated.
             for chunk in self.llm.create_completion(tokens, max_tokens=max_tokens, stream=True, **sampling):
