@@ -425,6 +425,13 @@ class Catalog:
     def _version(self) -> str:
         return self.meta("version") or "0"
 
+    def refresh_version(self) -> str:
+        """The version stored now (another process may have changed the catalog); stale caches are dropped."""
+        version = self._version()
+        if version != self.version:
+            self.version, self._items, self._index, self._item_model = version, None, None, None
+        return version
+
     def _touch(self) -> None:
         # Anything that caches catalog-derived arrays compares this to notice changes.
         self.version = f"{time.time():.6f}"
