@@ -50,7 +50,8 @@ def peak_mb() -> float:
 # ---------------------------------------------------------------------- synthetic data (public, made up)
 
 
-def make_catalog(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path, np.ndarray]:
+def make_catalog(folder: Path, n: int, seed: int = 0, *, index: bool = True) -> tuple[Path, Path, np.ndarray]:
+    """The items, and their vectors as a publisher ships them (with a prebuilt usearch index unless not ``index``)."""
     rng = np.random.default_rng(seed)
     topic = rng.integers(0, TOPICS, n)
     centres = rng.standard_normal((TOPICS, DIM)).astype(np.float32)
@@ -69,7 +70,13 @@ def make_catalog(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path, np.nd
         end = min(n, start + 100_000)
         v = centres[topic[start:end]] + 0.8 * rng.standard_normal((end - start, DIM)).astype(np.float32)
         vectors[start:end] = v / np.linalg.norm(v, axis=1, keepdims=True)
-    np.savez(vec_path, ids=np.array([f"it{i}" for i in range(n)]), vectors=vectors, model=np.array("all-minilm-l6-v2"))
+    sys.path.insert(0, str(ROOT))
+    from localpers.catalog import save_shipped_vectors
+
+    t = time.time()
+    save_shipped_vectors(vec_path, [f"it{i}" for i in range(n)], vectors, "all-minilm-l6-v2", index=index)
+    print(f"  publisher: vectors{' and their usearch index' if index else ''} written in {time.time() - t:.0f}s",
+          flush=True)
     return path, vec_path, topic
 
 
@@ -118,8 +125,10 @@ def phase_build(interactions: str, out: str, method: str) -> dict:
 def phase_import(home: str, catalog_file: str, vectors: str, model: str) -> dict:
     sys.path.insert(0, str(ROOT))
     os.environ["LOCALPERS_HOME"] = home
+    from localpers import index
     from localpers.catalog import Catalog
 
+    index.llama_will_not_load()  # as `localpers catalog import` does
     start = time.perf_counter()
     catalog = Catalog("scale", home=Path(home))
     report = catalog.import_file(catalog_file, vectors=vectors)
@@ -202,7 +211,7 @@ def scale_main(args) -> None:
         work = Path(tempfile.mkdtemp(prefix=f"localpers-scale-{n}-"))
         try:
             t = time.time()
-            catalog_file, vectors, topic = make_catalog(work, n)
+            catalog_file, vectors, topic = make_catalog(work, n, index=not args.no_prebuilt_index)
             inter = make_interactions(work, n, n_inter, topic)
             print(f"\n{n:,} items: synthetic data written in {time.time() - t:.0f}s", flush=True)
             build = run_phase(phase_build, str(inter), str(work / "model.npz"), method)

@@ -511,8 +511,11 @@ class Catalog:
         # One call each: sqlite-utils writes them in large transactions (row by row is one fsync per row).
         new = [values for values in batch if "position" in values]
         changed = [values for values in batch if "position" not in values]
-        if new:
-            self.db["items"].insert_all(new)
+        if new:  # one transaction: sqlite-utils would commit (and sync) every 90 rows
+            columns = list(new[0])
+            with self.db.conn:
+                self.db.conn.executemany(f"insert into items ({', '.join(columns)}) values "
+                                         f"({', '.join('?' * len(columns))})", [tuple(v.values()) for v in new])
         if changed:
             self.db["items"].upsert_all(changed, pk="id")
         if batch:
@@ -538,7 +541,7 @@ class Catalog:
                                 lines=(n for n, _ in numbered))
         self._set_meta("source", str(Path(path).expanduser().resolve()))
         if shipped is not None:
-            report.shipped = self.add_vectors(*shipped)
+            report.shipped = self.add_vectors(*shipped, prebuilt=shipped_index(vectors))
         report.embedded = self.embed_pending(embedder=embedder, progress=progress)
         return report
 
@@ -622,11 +625,13 @@ class Catalog:
                 self._touch()
         return len(done)
 
-    def add_vectors(self, ids: list[str], vectors: np.ndarray, model: str) -> int:
+    def add_vectors(self, ids: list[str], vectors: np.ndarray, model: str, *, prebuilt: bytes | None = None) -> int:
         """Store precomputed embeddings of items (from ``model``); returns how many items they covered.
 
         Ids that are not in the catalog are ignored. Items whose vector is stored count
-        as embedded, so :meth:`embed_pending` leaves them alone.
+        as embedded, so :meth:`embed_pending` leaves them alone. ``prebuilt``: the publisher's
+        usearch index over exactly these vectors (see :func:`save_shipped_vectors`), adopted
+        instead of building one when this catalog has no vectors yet.
         """
         known = {r["id"] for r in self.db.query("select id from items")}
         keep = [k for k, item_id in enumerate(ids) if item_id in known]
@@ -638,9 +643,16 @@ class Catalog:
             # A new index for many vectors at once: half-precision and a lighter build (2-3x faster to
             # build; recall at k=10 stays above 0.95 on catalog embeddings). Other vectors start over.
             self.db.execute("update items set embedded = 0")
-            index = self._index = VectorIndex(vectors.shape[1], dtype="f16", expansion_add=64)
+            if prebuilt is not None:
+                index = self._index = VectorIndex.prebuilt(prebuilt, ids, vectors)
+                index.remove([ids[k] for k in sorted(set(range(len(ids))) - set(keep))])
+            else:
+                index = self._index = VectorIndex(vectors.shape[1], dtype="f16", expansion_add=64)
+        else:
+            prebuilt = None  # vectors join an existing index: added one by one
         chosen = [ids[k] for k in keep]
-        index.add(chosen, vectors[keep])
+        if prebuilt is None:
+            index.add(chosen, vectors[keep])
         self._commit_embedded(index, chosen)
         self._touch()
         return len(chosen)
@@ -797,6 +809,35 @@ def load_shipped_vectors(path: str | Path, model: str) -> tuple[list[str], np.nd
     vectors = vectors.astype(np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return ids, vectors / np.where(norms > 0, norms, 1.0), shipped_model.lower()
+
+
+def save_shipped_vectors(path: str | Path, ids: list[str], vectors: np.ndarray, model: str, *,
+                         index: bool = True) -> Path:
+    """Write a vectors file for :func:`load_shipped_vectors` (the publisher's side).
+
+    With ``index``, the file also carries a usearch index over the vectors (half precision,
+    the settings :meth:`Catalog.add_vectors` uses), so a device importing a million items
+    adopts it instead of spending minutes building the graph.
+
+    Example::
+
+        >>> save_shipped_vectors("films.vectors.npz", ids, vecs, "all-minilm-l6-v2")  # doctest: +SKIP
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    fields = {"ids": np.array([str(i) for i in ids]), "vectors": vectors.astype(np.float16), "model": np.array(model)}
+    if index:
+        built = VectorIndex(vectors.shape[1], dtype="f16", expansion_add=64)
+        built.add([str(i) for i in ids], vectors)  # keys 1..n in row order
+        fields["index"] = np.frombuffer(bytes(built.index.save()), dtype=np.uint8)
+    np.savez(path, **fields)
+    return Path(path)
+
+
+def shipped_index(path: str | Path) -> bytes | None:
+    """The prebuilt usearch index inside a vectors file, if it carries one."""
+    with np.load(Path(path).expanduser(), allow_pickle=False) as f:
+        return f["index"].tobytes() if "index" in f else None
 
 
 def _digest(text: str) -> str:
