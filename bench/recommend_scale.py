@@ -44,7 +44,13 @@ WORDS = ("red", "silent", "iron", "winter", "lost", "golden", "hidden", "last", 
 
 
 def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory. VmHWM, not ru_maxrss: a spawned phase's ru_maxrss
+    still counts the parent's memory it was forked from before exec."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---------------------------------------------------------------------- synthetic data (public, made up)

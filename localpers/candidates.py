@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import sparse
 
-from .catalog import Catalog, Item, _item
+from .catalog import Catalog
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .recommend import History, Recommender
+    from .recommend import CatalogItems, History, Recommender
 
 COLLABORATIVE = 1500  # candidates from the item model
 CONTENT = 200  # candidates from each content query
@@ -141,17 +141,29 @@ class CandidateRanker:
                 f"select id, position from items where id in ({','.join('?' * len(chunk))})", chunk)})
         return out
 
-    def items_at(self, positions: np.ndarray) -> tuple[np.ndarray, list[Item]]:
-        """The items at ``positions`` (sorted), and those positions that hold one."""
-        found: dict[int, Item] = {}
+    def items_at(self, positions: np.ndarray) -> tuple[np.ndarray, "CatalogItems", np.ndarray]:
+        """The positions (sorted) of ``positions`` that hold an item, those items and their years.
+
+        Only ids and years are read here; an item is read whole when it is shown (a handful
+        of a few thousand candidates).
+        """
+        from .recommend import CatalogItems, year_of
+
+        found: dict[int, tuple[str, float]] = {}
         values = [int(p) for p in positions]
+        year = ("(case when json_type(attrs, '$.{0}') in ('integer', 'real', 'text') "
+                "then json_extract(attrs, '$.{0}') end)")
         for start in range(0, len(values), 500):
             chunk = values[start:start + 500]
-            for r in self.catalog.db.query(f"select * from items where position in ({','.join('?' * len(chunk))})",
-                                           chunk):
-                found[r["position"]] = _item(r)
+            for pos, item_id, a, b in self.catalog.db.execute(
+                    f"select position, id, {year.format('year')}, {year.format('release_year')} from items "
+                    f"where position in ({','.join('?' * len(chunk))})", chunk):
+                y = year_of(a)
+                y = year_of(b) if y is None else y
+                found[pos] = (item_id, np.nan if y is None else y)
         kept = sorted(found)
-        return np.array(kept, dtype=np.int64), [found[p] for p in kept]
+        return (np.array(kept, dtype=np.int64), CatalogItems(self.catalog, [found[p][0] for p in kept]),
+                np.array([found[p][1] for p in kept], dtype=np.float64))
 
     def popular(self) -> np.ndarray:
         if self._popular is None:  # once per process: the counts are read once, not per request
@@ -165,13 +177,13 @@ class CandidateRanker:
         from .recommend import Recommender
 
         rec, cfg = self.rec, self.rec.config
-        mine, own_items = self.items_at(np.array(sorted(self.positions(
+        mine, own_items, own_years = self.items_at(np.array(sorted(self.positions(
             list(dict.fromkeys(e.item for e in history.events))).values()), dtype=np.int64))
-        mine_ids = [item.id for item in own_items]
-        index = self.catalog.vectors()
+        mine_ids = own_items.ids
+        index = self.catalog.vectors(mapped=True)
         # The user's weights, through the same rules as a full scan (a tiny Recommender over their items).
         own = Recommender.over(self.catalog, cfg, own_items, _vectors(index, mine_ids), None,
-                               np.zeros(len(mine), np.int64))
+                               np.zeros(len(mine), np.int64), years=own_years)
         weights = own.item_weights([history]).toarray().ravel() if len(mine) else np.zeros(0, np.float32)
         by_id = dict(zip(own.ids, weights))
         w = np.array([by_id.get(i, 0.0) for i in mine_ids], dtype=np.float32)
@@ -199,8 +211,8 @@ class CandidateRanker:
                 hits.extend(i for i, _ in index.search(query, CONTENT))
         if hits:
             found.append(np.array(list(self.positions(list(dict.fromkeys(hits))).values()), dtype=np.int64))
-        chosen, items = self.items_at(np.unique(np.concatenate(found).astype(np.int64)))
-        ids = [item.id for item in items]
+        chosen, items, years = self.items_at(np.unique(np.concatenate(found).astype(np.int64)))
+        ids = items.ids
         # Only the user's items' rows matter: scores are (user weights) @ model.
         rows, cols, vals = [], [], []
         local_mine = np.searchsorted(chosen, mine)
@@ -220,7 +232,7 @@ class CandidateRanker:
         counts = np.asarray(self.model.counts[np.minimum(chosen, self.model.size - 1)], dtype=np.int64)
         counts[chosen >= self.model.size] = 0  # items added after the mapped model was written
         return Recommender.over(self.catalog, cfg, items, _vectors(index, ids), model, counts,
-                                embedder=rec._embedder)
+                                embedder=rec._embedder, years=years)
 
 def _vectors(index: Any, ids: list[str]) -> np.ndarray:
     out = np.zeros((len(ids), index.dim), dtype=np.float32)

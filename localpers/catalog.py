@@ -40,6 +40,7 @@ import csv
 import hashlib
 import io
 import json
+import mmap
 import os
 import re
 import shutil
@@ -322,6 +323,7 @@ class Catalog:
             self.db["items"].create_index(["position"], unique=True)
             self.db["meta"].create({"key": str, "value": str}, pk="key")
         self._index: VectorIndex | None = None
+        self._mapped: VectorIndex | None = None  # read-only, see vectors(mapped=True)
         self._item_model: ItemModel | None = None
         self._items: list[Item] | None = None
         self.version = self._version()
@@ -430,19 +432,29 @@ class Catalog:
         version = self._version()
         if version != self.version:
             self.version, self._items, self._index, self._item_model = version, None, None, None
+            self._mapped = None
         return version
 
     def _touch(self) -> None:
         # Anything that caches catalog-derived arrays compares this to notice changes.
         self.version = f"{time.time():.6f}"
         self._set_meta("version", self.version)
-        self._items = None
+        self._items = self._mapped = None
 
     # ------------------------------------------------------------------ items
 
     def get(self, item_id: str) -> Item | None:
         rows = list(self.db.query("select * from items where id = ?", [str(item_id)]))
         return _item(rows[0]) if rows else None
+
+    def get_many(self, ids: list[str]) -> list[Item]:
+        """The items of ``ids`` that exist (in no particular order)."""
+        out: list[Item] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            out.extend(_item(r) for r in self.db.query(f"select * from items where id in ({','.join('?' * len(chunk))})",
+                                                       chunk))
+        return out
 
     def items(self) -> list[Item]:
         """Every item, in catalog order (the order they were first imported)."""
@@ -689,21 +701,33 @@ class Catalog:
         private_file(tmp)
         os.replace(tmp, self.folder / "vectors.usearch")
 
-    def vectors(self, *, dim: int = 384) -> VectorIndex:
-        """The usearch index of item embeddings (loaded once)."""
+    def vectors(self, *, dim: int = 384, mapped: bool = False) -> VectorIndex:
+        """The usearch index of item embeddings (loaded once).
+
+        ``mapped``: a read-only index searched in the memory-mapped file, for requests on a
+        large catalog (a million items' index is a gigabyte; loading it would double that).
+        """
+        path = self.folder / "vectors.usearch"
+        if mapped and self._index is None and path.exists():
+            if self._mapped is None:
+                with open(path, "rb") as f:
+                    self._mapped = self._read_index(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), view=True)
+            return self._mapped
         if self._index is None:
-            path = self.folder / "vectors.usearch"
             if path.exists():
-                try:
-                    self._index = VectorIndex.from_bytes(path.read_bytes())
-                except LocalpersError:
-                    self.db.execute("update items set embedded = 0")
-                    path.unlink()
-                    raise LocalpersError(f"the embeddings of catalog {self.name!r} were damaged and are discarded; "
-                                         f"import the catalog again to rebuild them") from None
+                self._index = self._read_index(path.read_bytes())
             else:
                 self._index = VectorIndex(dim)
         return self._index
+
+    def _read_index(self, data: Any, *, view: bool = False) -> VectorIndex:
+        try:
+            return VectorIndex.from_bytes(data, view=view)
+        except LocalpersError:
+            self.db.execute("update items set embedded = 0")
+            (self.folder / "vectors.usearch").unlink()
+            raise LocalpersError(f"the embeddings of catalog {self.name!r} were damaged and are discarded; "
+                                 f"import the catalog again to rebuild them") from None
 
     def matrix(self) -> np.ndarray:
         """Embeddings of all items in catalog order, one unit row each (zeros where not embedded yet)."""

@@ -179,17 +179,22 @@ class VectorIndex:
         return struct.pack("<I", len(header)) + header + body
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "VectorIndex":
-        """Rebuild from :meth:`to_bytes`; raises LocalpersError when the bytes are damaged."""
+    def from_bytes(cls, data: bytes, *, view: bool = False) -> "VectorIndex":
+        """Rebuild from :meth:`to_bytes`; raises LocalpersError when the bytes are damaged.
+
+        ``view``: search ``data`` in place (e.g. a memory-mapped file) instead of copying it;
+        such an index is read-only.
+        """
         try:
             (n,) = struct.unpack("<I", data[:4])
             header = json.loads(data[4:4 + n])
-            body = data[4 + n:]
+            body = memoryview(data)[4 + n:] if view else data[4 + n:]
             # usearch trusts its input; a damaged body must never reach it.
             if "sha256" in header and hashlib.sha256(body).hexdigest() != header["sha256"]:
                 raise ValueError("checksum mismatch")
             self = cls(header["dim"], **header["opts"])
-            self.index = _usearch_index().restore(body, view=False)
+            self.index = _usearch_index().restore(body, view=view)
+            self._buffer = data if view else None  # a view reads these bytes for as long as it lives
             if self.index is None:
                 raise ValueError("usearch could not restore the index")
             # The saved file keeps the graph and dtype, not the search settings.

@@ -221,13 +221,14 @@ class Recommender:
     # ------------------------------------------------------------------ catalog arrays
 
     @classmethod
-    def over(cls, catalog: Catalog, config: RecommenderConfig, items: list[Item], vectors: np.ndarray,
-             model: sparse.csr_matrix | None, counts: np.ndarray, *, embedder: Any = None) -> "Recommender":
+    def over(cls, catalog: Catalog, config: RecommenderConfig, items: Sequence[Item], vectors: np.ndarray,
+             model: sparse.csr_matrix | None, counts: np.ndarray, *, embedder: Any = None,
+             years: np.ndarray | None = None) -> "Recommender":
         """A Recommender over some of ``catalog``'s items with the arrays given (the candidates of a request)."""
         self = cls.__new__(cls)
         self.catalog, self.config, self._embedder, self.large = catalog, config, embedder, None
         self._one_shot = True  # used for one request: caching the similarity matrix would not pay
-        self._set_arrays(items, vectors, model, counts)
+        self._set_arrays(items, vectors, model, counts, years=years)
         self._version = catalog.version
         return self
 
@@ -619,6 +620,16 @@ def item_years(items: Iterable[Item]) -> np.ndarray:
     return np.array([np.nan if (y := item_year(item)) is None else y for item in items], dtype=np.float64)
 
 
+def year_of(value: Any) -> int | None:
+    """A year from an attribute value (1927, "1927", "1927-03-01"), or None."""
+    if isinstance(value, bool) or value in (None, ""):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value) if np.isfinite(value) else None
+    match = re.match(r"\s*(-?\d{1,4})\b", str(value))
+    return int(match.group(1)) if match else None
+
+
 class CatalogItems(Sequence):
     """A catalog's items in catalog order, each read from the catalog only when first asked for.
 
@@ -647,9 +658,11 @@ class CatalogItems(Sequence):
         return self._read[k]
 
     def __iter__(self) -> Any:
-        if len(self._read) < len(self.ids):  # all of them (a kind or tag filter): one query
-            by_id = {item.id: item for item in self.catalog.items()}
-            self._read = {k: by_id.get(i) or Item(i, i) for k, i in enumerate(self.ids)}
+        missing = [k for k in range(len(self.ids)) if k not in self._read]
+        for start in range(0, len(missing), 500):  # all of them (a kind or tag filter): 500 a query
+            chunk = missing[start:start + 500]
+            by_id = {item.id: item for item in self.catalog.get_many([self.ids[k] for k in chunk])}
+            self._read.update({k: by_id.get(self.ids[k]) or Item(self.ids[k], self.ids[k]) for k in chunk})
         return (self._read[k] for k in range(len(self.ids)))
 
 
@@ -723,14 +736,9 @@ def item_year(item: Item) -> int | None:
         1927
     """
     for key in ("year", "release_year"):
-        value = item.attrs.get(key)
-        if isinstance(value, bool) or value in (None, ""):
-            continue
-        if isinstance(value, (int, float)) and np.isfinite(value):
-            return int(value)
-        match = re.match(r"\s*(-?\d{1,4})\b", str(value))
-        if match:
-            return int(match.group(1))
+        year = year_of(item.attrs.get(key))
+        if year is not None:
+            return year
     return None
 
 
