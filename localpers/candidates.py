@@ -55,10 +55,10 @@ class MappedModel:
         stamp = _stamp(catalog)
         if _read_stamp(self.folder) != stamp:
             _write_mapped(catalog, self.folder, stamp)
-        self.indptr = np.load(self.folder / "indptr.npy", mmap_mode="r")
-        self.indices = np.load(self.folder / "indices.npy", mmap_mode="r")
-        self.data = np.load(self.folder / "data.npy", mmap_mode="r")
-        self.counts = np.load(self.folder / "counts.npy", mmap_mode="r")
+        # Plain ndarray views of the maps: slicing a np.memmap costs microseconds per slice.
+        self.indptr, self.indices, self.data, self.counts = (
+            np.load(self.folder / f"{name}.npy", mmap_mode="r").view(np.ndarray)
+            for name in ("indptr", "indices", "data", "counts"))
         self.size = len(self.counts)
         self.has_model = bool(len(self.data))
 
@@ -66,18 +66,22 @@ class MappedModel:
         lo, hi = int(self.indptr[position]), int(self.indptr[position + 1])
         return np.asarray(self.indices[lo:hi]), np.asarray(self.data[lo:hi])
 
+    def rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The entries of several rows at once: ``(which of positions, column, weight)`` each."""
+        positions = np.asarray(positions, dtype=np.int64)
+        lo, hi = self.indptr[positions], self.indptr[positions + 1]
+        lengths = hi - lo
+        which = np.repeat(np.arange(len(positions)), lengths)
+        at = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(lo, lengths)
+        return which, self.indices[at], self.data[at]
+
     def scores(self, positions: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Collaborative scores ``sum_i w_i W[i, j]`` of every item ``j`` some user item points to."""
-        cols, vals = [], []
-        for p, w in zip(positions, weights):
-            idx, data = self.row(int(p))
-            cols.append(idx)
-            vals.append(data * w)
-        if not cols:
+        which, cols, data = self.rows(positions)
+        if not len(cols):
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        cols_all = np.concatenate(cols)
-        unique, inverse = np.unique(cols_all, return_inverse=True)
-        return unique, np.bincount(inverse, weights=np.concatenate(vals)).astype(np.float32)
+        unique, inverse = np.unique(cols, return_inverse=True)
+        return unique, np.bincount(inverse, weights=data * np.asarray(weights)[which]).astype(np.float32)
 
 
 def _stamp(catalog: Catalog) -> dict:
@@ -214,20 +218,12 @@ class CandidateRanker:
         chosen, items, years = self.items_at(np.unique(np.concatenate(found).astype(np.int64)))
         ids = items.ids
         # Only the user's items' rows matter: scores are (user weights) @ model.
-        rows, cols, vals = [], [], []
-        local_mine = np.searchsorted(chosen, mine)
-        for k, p in zip(local_mine, mine):
-            idx, data = self.model.row(int(p))
-            at = np.minimum(np.searchsorted(chosen, idx), len(chosen) - 1)
-            keep = chosen[at] == idx
-            rows.append(np.full(int(keep.sum()), k, dtype=np.int64))
-            cols.append(at[keep])
-            vals.append(data[keep])
         model = None
         if self.model.has_model:
-            model = sparse.csr_matrix((np.concatenate(vals) if vals else np.zeros(0, np.float32),
-                                       (np.concatenate(rows) if rows else np.zeros(0, np.int64),
-                                        np.concatenate(cols) if cols else np.zeros(0, np.int64))),
+            which, idx, data = self.model.rows(mine)
+            at = np.minimum(np.searchsorted(chosen, idx), len(chosen) - 1)
+            keep = chosen[at] == idx
+            model = sparse.csr_matrix((data[keep], (np.searchsorted(chosen, mine)[which[keep]], at[keep])),
                                       shape=(len(ids), len(ids)), dtype=np.float32)
         counts = np.asarray(self.model.counts[np.minimum(chosen, self.model.size - 1)], dtype=np.int64)
         counts[chosen >= self.model.size] = 0  # items added after the mapped model was written
