@@ -500,8 +500,9 @@ class Catalog:
                 report.skipped.append(BadRow(line, f"duplicate id {item.id!r} (first on line {first_line[item.id]})"))
                 continue
             first_line[item.id] = line
-            text_digest = _digest(item.embed_text())
-            digest = _digest(json.dumps([item.embed_text(), item.kind, item.attrs], sort_keys=True, default=str))
+            text = item.embed_text()
+            text_digest = _digest(text)
+            digest = _digest(json.dumps([text, item.kind, item.attrs], sort_keys=True, default=str))
             old = existing.get(item.id)
             if old is not None and old["digest"] == digest:
                 report.unchanged += 1
@@ -691,9 +692,8 @@ class Catalog:
     def _commit_embedded(self, index: VectorIndex, ids: list[str]) -> None:
         # Index file first, then the flags: a crash in between only re-embeds a batch.
         self._save_index(index)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            self.db.execute(f"update items set embedded = 1 where id in ({','.join('?' * len(chunk))})", chunk)
+        with self.db.conn:  # one transaction
+            self.db.conn.executemany("update items set embedded = 1 where id = ?", ((i,) for i in ids))
 
     def _save_index(self, index: VectorIndex) -> None:
         tmp = self.folder / "vectors.usearch.tmp"
