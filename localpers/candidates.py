@@ -62,10 +62,6 @@ class MappedModel:
         self.size = len(self.counts)
         self.has_model = bool(len(self.data))
 
-    def row(self, position: int) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = int(self.indptr[position]), int(self.indptr[position + 1])
-        return np.asarray(self.indices[lo:hi]), np.asarray(self.data[lo:hi])
-
     def rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The entries of several rows at once: ``(which of positions, column, weight)`` each."""
         positions = np.asarray(positions, dtype=np.int64)
