@@ -228,6 +228,8 @@ def main() -> None:
     parser.add_argument("--scale", action="store_true", help="synthetic catalogs of 10^4-10^6 items (see scale_main)")
     parser.add_argument("--sizes", default=None, help="--scale: catalog sizes, e.g. 10000,100000")
     parser.add_argument("--interactions", type=int, default=None, help="--scale: interactions for the item model")
+    parser.add_argument("--no-prebuilt-index", action="store_true",
+                        help="--scale: ship vectors without a usearch index (the device builds the graph)")
     args = parser.parse_args()
     if args.scale:
         from bench.recommend_scale import scale_main

@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import sparse
 
-from .catalog import Catalog, Item, _item
+from .catalog import Catalog
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .recommend import History, Recommender
+    from .recommend import CatalogItems, History, Recommender
 
 COLLABORATIVE = 1500  # candidates from the item model
 CONTENT = 200  # candidates from each content query
@@ -55,29 +55,29 @@ class MappedModel:
         stamp = _stamp(catalog)
         if _read_stamp(self.folder) != stamp:
             _write_mapped(catalog, self.folder, stamp)
-        self.indptr = np.load(self.folder / "indptr.npy", mmap_mode="r")
-        self.indices = np.load(self.folder / "indices.npy", mmap_mode="r")
-        self.data = np.load(self.folder / "data.npy", mmap_mode="r")
-        self.counts = np.load(self.folder / "counts.npy", mmap_mode="r")
+        # Plain ndarray views of the maps: slicing a np.memmap costs microseconds per slice.
+        self.indptr, self.indices, self.data, self.counts = (
+            np.load(self.folder / f"{name}.npy", mmap_mode="r").view(np.ndarray)
+            for name in ("indptr", "indices", "data", "counts"))
         self.size = len(self.counts)
         self.has_model = bool(len(self.data))
 
-    def row(self, position: int) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = int(self.indptr[position]), int(self.indptr[position + 1])
-        return np.asarray(self.indices[lo:hi]), np.asarray(self.data[lo:hi])
+    def rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The entries of several rows at once: ``(which of positions, column, weight)`` each."""
+        positions = np.asarray(positions, dtype=np.int64)
+        lo, hi = self.indptr[positions], self.indptr[positions + 1]
+        lengths = hi - lo
+        which = np.repeat(np.arange(len(positions)), lengths)
+        at = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(lo, lengths)
+        return which, self.indices[at], self.data[at]
 
     def scores(self, positions: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Collaborative scores ``sum_i w_i W[i, j]`` of every item ``j`` some user item points to."""
-        cols, vals = [], []
-        for p, w in zip(positions, weights):
-            idx, data = self.row(int(p))
-            cols.append(idx)
-            vals.append(data * w)
-        if not cols:
+        which, cols, data = self.rows(positions)
+        if not len(cols):
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        cols_all = np.concatenate(cols)
-        unique, inverse = np.unique(cols_all, return_inverse=True)
-        return unique, np.bincount(inverse, weights=np.concatenate(vals)).astype(np.float32)
+        unique, inverse = np.unique(cols, return_inverse=True)
+        return unique, np.bincount(inverse, weights=data * np.asarray(weights)[which]).astype(np.float32)
 
 
 def _stamp(catalog: Catalog) -> dict:
@@ -141,17 +141,29 @@ class CandidateRanker:
                 f"select id, position from items where id in ({','.join('?' * len(chunk))})", chunk)})
         return out
 
-    def items_at(self, positions: np.ndarray) -> tuple[np.ndarray, list[Item]]:
-        """The items at ``positions`` (sorted), and those positions that hold one."""
-        found: dict[int, Item] = {}
+    def items_at(self, positions: np.ndarray) -> tuple[np.ndarray, "CatalogItems", np.ndarray]:
+        """The positions (sorted) of ``positions`` that hold an item, those items and their years.
+
+        Only ids and years are read here; an item is read whole when it is shown (a handful
+        of a few thousand candidates).
+        """
+        from .recommend import CatalogItems, year_of
+
+        found: dict[int, tuple[str, float]] = {}
         values = [int(p) for p in positions]
+        year = ("(case when json_type(attrs, '$.{0}') in ('integer', 'real', 'text') "
+                "then json_extract(attrs, '$.{0}') end)")
         for start in range(0, len(values), 500):
             chunk = values[start:start + 500]
-            for r in self.catalog.db.query(f"select * from items where position in ({','.join('?' * len(chunk))})",
-                                           chunk):
-                found[r["position"]] = _item(r)
+            for pos, item_id, a, b in self.catalog.db.execute(
+                    f"select position, id, {year.format('year')}, {year.format('release_year')} from items "
+                    f"where position in ({','.join('?' * len(chunk))})", chunk):
+                y = year_of(a)
+                y = year_of(b) if y is None else y
+                found[pos] = (item_id, np.nan if y is None else y)
         kept = sorted(found)
-        return np.array(kept, dtype=np.int64), [found[p] for p in kept]
+        return (np.array(kept, dtype=np.int64), CatalogItems(self.catalog, [found[p][0] for p in kept]),
+                np.array([found[p][1] for p in kept], dtype=np.float64))
 
     def popular(self) -> np.ndarray:
         if self._popular is None:  # once per process: the counts are read once, not per request
@@ -165,13 +177,13 @@ class CandidateRanker:
         from .recommend import Recommender
 
         rec, cfg = self.rec, self.rec.config
-        mine, own_items = self.items_at(np.array(sorted(self.positions(
+        mine, own_items, own_years = self.items_at(np.array(sorted(self.positions(
             list(dict.fromkeys(e.item for e in history.events))).values()), dtype=np.int64))
-        mine_ids = [item.id for item in own_items]
-        index = self.catalog.vectors()
+        mine_ids = own_items.ids
+        index = self.catalog.vectors(mapped=True)
         # The user's weights, through the same rules as a full scan (a tiny Recommender over their items).
         own = Recommender.over(self.catalog, cfg, own_items, _vectors(index, mine_ids), None,
-                               np.zeros(len(mine), np.int64))
+                               np.zeros(len(mine), np.int64), years=own_years)
         weights = own.item_weights([history]).toarray().ravel() if len(mine) else np.zeros(0, np.float32)
         by_id = dict(zip(own.ids, weights))
         w = np.array([by_id.get(i, 0.0) for i in mine_ids], dtype=np.float32)
@@ -199,28 +211,20 @@ class CandidateRanker:
                 hits.extend(i for i, _ in index.search(query, CONTENT))
         if hits:
             found.append(np.array(list(self.positions(list(dict.fromkeys(hits))).values()), dtype=np.int64))
-        chosen, items = self.items_at(np.unique(np.concatenate(found).astype(np.int64)))
-        ids = [item.id for item in items]
+        chosen, items, years = self.items_at(np.unique(np.concatenate(found).astype(np.int64)))
+        ids = items.ids
         # Only the user's items' rows matter: scores are (user weights) @ model.
-        rows, cols, vals = [], [], []
-        local_mine = np.searchsorted(chosen, mine)
-        for k, p in zip(local_mine, mine):
-            idx, data = self.model.row(int(p))
-            at = np.minimum(np.searchsorted(chosen, idx), len(chosen) - 1)
-            keep = chosen[at] == idx
-            rows.append(np.full(int(keep.sum()), k, dtype=np.int64))
-            cols.append(at[keep])
-            vals.append(data[keep])
         model = None
         if self.model.has_model:
-            model = sparse.csr_matrix((np.concatenate(vals) if vals else np.zeros(0, np.float32),
-                                       (np.concatenate(rows) if rows else np.zeros(0, np.int64),
-                                        np.concatenate(cols) if cols else np.zeros(0, np.int64))),
+            which, idx, data = self.model.rows(mine)
+            at = np.minimum(np.searchsorted(chosen, idx), len(chosen) - 1)
+            keep = chosen[at] == idx
+            model = sparse.csr_matrix((data[keep], (np.searchsorted(chosen, mine)[which[keep]], at[keep])),
                                       shape=(len(ids), len(ids)), dtype=np.float32)
         counts = np.asarray(self.model.counts[np.minimum(chosen, self.model.size - 1)], dtype=np.int64)
         counts[chosen >= self.model.size] = 0  # items added after the mapped model was written
         return Recommender.over(self.catalog, cfg, items, _vectors(index, ids), model, counts,
-                                embedder=rec._embedder)
+                                embedder=rec._embedder, years=years)
 
 def _vectors(index: Any, ids: list[str]) -> np.ndarray:
     out = np.zeros((len(ids), index.dim), dtype=np.float32)

@@ -136,6 +136,39 @@ class VectorIndex:
         keys = np.array([self._key_of[i] for i in ids], dtype=np.uint64)
         return np.asarray(self.index.get(keys), dtype=np.float32).reshape(len(ids), self.dim)
 
+    @classmethod
+    def prebuilt(cls, data: bytes, ids: list[str], vectors: np.ndarray) -> "VectorIndex":
+        """Adopt a usearch index built elsewhere over ``vectors`` (key ``k + 1`` for ``ids[k]``, cosine).
+
+        A catalog publisher ships one with its vectors (:func:`localpers.catalog.save_shipped_vectors`),
+        so a large import builds no graph here. Raises LocalpersError when the index does not
+        hold exactly these keys with these vectors.
+        """
+        Index = _usearch_index()
+        try:
+            meta = Index.metadata(data)
+            if not meta or meta["dimensions"] != vectors.shape[1] or meta["count_present"] != len(ids) \
+                    or meta["count_deleted"] or "cos" not in str(meta["kind_metric"]).lower():
+                raise ValueError(f"it is not a cosine index of {len(ids)} {vectors.shape[1]}-dimensional vectors")
+            dtype = str(meta["kind_scalar"]).rsplit(".", 1)[-1].lower()
+            self = cls(vectors.shape[1], dtype=dtype, expansion_add=64)
+            self.index = Index.restore(data, view=False)
+            keys = np.sort(np.asarray(self.index.keys, dtype=np.uint64))
+            if not np.array_equal(keys, np.arange(1, len(ids) + 1, dtype=np.uint64)):
+                raise ValueError("its keys are not 1 to n, one per id")
+            sample = np.unique(np.linspace(0, len(ids) - 1, min(len(ids), 64)).astype(np.int64))
+            stored = np.asarray(self.index.get(sample.astype(np.uint64) + 1), dtype=np.float32)
+            want = vectors[sample] / np.maximum(np.linalg.norm(vectors[sample], axis=1, keepdims=True), 1e-12)
+            got = stored / np.maximum(np.linalg.norm(stored, axis=1, keepdims=True), 1e-12)
+            if not np.all((got * want).sum(axis=1) > 0.99):
+                raise ValueError("its vectors are not the shipped ones")
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise LocalpersError(f"the shipped vector index cannot be used: {exc}") from exc
+        self._key_of = {item_id: k + 1 for k, item_id in enumerate(ids)}
+        self._id_of = {k: item_id for item_id, k in self._key_of.items()}
+        self._next = len(ids) + 1
+        return self
+
     # ------------------------------------------------------------------ persistence
 
     def to_bytes(self) -> bytes:
@@ -146,17 +179,22 @@ class VectorIndex:
         return struct.pack("<I", len(header)) + header + body
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "VectorIndex":
-        """Rebuild from :meth:`to_bytes`; raises LocalpersError when the bytes are damaged."""
+    def from_bytes(cls, data: bytes, *, view: bool = False) -> "VectorIndex":
+        """Rebuild from :meth:`to_bytes`; raises LocalpersError when the bytes are damaged.
+
+        ``view``: search ``data`` in place (e.g. a memory-mapped file) instead of copying it;
+        such an index is read-only.
+        """
         try:
             (n,) = struct.unpack("<I", data[:4])
             header = json.loads(data[4:4 + n])
-            body = data[4 + n:]
+            body = memoryview(data)[4 + n:] if view else data[4 + n:]
             # usearch trusts its input; a damaged body must never reach it.
             if "sha256" in header and hashlib.sha256(body).hexdigest() != header["sha256"]:
                 raise ValueError("checksum mismatch")
             self = cls(header["dim"], **header["opts"])
-            self.index = _usearch_index().restore(body, view=False)
+            self.index = _usearch_index().restore(body, view=view)
+            self._buffer = data if view else None  # a view reads these bytes for as long as it lives
             if self.index is None:
                 raise ValueError("usearch could not restore the index")
             # The saved file keeps the graph and dtype, not the search settings.

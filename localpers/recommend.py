@@ -48,9 +48,13 @@ interactions are decrypted in memory only.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -217,13 +221,14 @@ class Recommender:
     # ------------------------------------------------------------------ catalog arrays
 
     @classmethod
-    def over(cls, catalog: Catalog, config: RecommenderConfig, items: list[Item], vectors: np.ndarray,
-             model: sparse.csr_matrix | None, counts: np.ndarray, *, embedder: Any = None) -> "Recommender":
+    def over(cls, catalog: Catalog, config: RecommenderConfig, items: Sequence[Item], vectors: np.ndarray,
+             model: sparse.csr_matrix | None, counts: np.ndarray, *, embedder: Any = None,
+             years: np.ndarray | None = None) -> "Recommender":
         """A Recommender over some of ``catalog``'s items with the arrays given (the candidates of a request)."""
         self = cls.__new__(cls)
         self.catalog, self.config, self._embedder, self.large = catalog, config, embedder, None
         self._one_shot = True  # used for one request: caching the similarity matrix would not pay
-        self._set_arrays(items, vectors, model, counts)
+        self._set_arrays(items, vectors, model, counts, years=years)
         self._version = catalog.version
         return self
 
@@ -239,20 +244,15 @@ class Recommender:
             self._version = self.catalog.version
             return
         self.large = None
-        items = list(self.catalog.items())
-        vectors = self.catalog.matrix() if items else np.zeros((0, 384), dtype=np.float32)
-        model = self.catalog.item_model
-        if model is not None and items:
-            weights, counts = model.aligned([item.id for item in items])
-        else:
-            weights, counts = None, np.zeros(len(items), dtype=np.int64)
-        self._set_arrays(items, vectors, weights, counts)
-        self._version = self.catalog.version
+        arrays = ScanArrays.load(self.catalog)
+        self._set_arrays(CatalogItems(self.catalog, arrays.ids), arrays.vectors, arrays.weights, arrays.counts,
+                         years=arrays.years)
+        self._version = arrays.version
 
-    def _set_arrays(self, items: list[Item], vectors: np.ndarray, weights: sparse.csr_matrix | None,
-                    counts: np.ndarray) -> None:
-        self.items: list[Item] = items
-        self.ids = [item.id for item in self.items]
+    def _set_arrays(self, items: Sequence[Item], vectors: np.ndarray, weights: sparse.csr_matrix | None,
+                    counts: np.ndarray, *, years: np.ndarray | None = None) -> None:
+        self.items: Sequence[Item] = items
+        self.ids = items.ids if isinstance(items, CatalogItems) else [item.id for item in items]
         self.position = {item_id: k for k, item_id in enumerate(self.ids)}
         self.vectors = vectors
         n = len(self.items)
@@ -267,7 +267,8 @@ class Recommender:
         self._similarity: tuple[float, np.ndarray] | None = None
         self.popularity = np.log1p(self.counts).astype(np.float32)
         # +1 for classics, -1 for recent items, 0 for items without a year.
-        years = np.array([np.nan if (y := item_year(item)) is None else y for item in self.items], dtype=np.float64)
+        if years is None:
+            years = item_years(self.items)
         self.classic = np.zeros(n, dtype=np.float32)
         if n and np.isfinite(years).any():
             dated = np.isfinite(years)
@@ -614,6 +615,118 @@ class Recommender:
         return Recommendation(item, float(scores.total[0, k]), reason, because, parts, exploring)
 
 
+def item_years(items: Iterable[Item]) -> np.ndarray:
+    """:func:`item_year` of each item as floats, NaN where an item has none."""
+    return np.array([np.nan if (y := item_year(item)) is None else y for item in items], dtype=np.float64)
+
+
+def year_of(value: Any) -> int | None:
+    """A year from an attribute value (1927, "1927", "1927-03-01"), or None."""
+    if isinstance(value, bool) or value in (None, ""):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value) if np.isfinite(value) else None
+    match = re.match(r"\s*(-?\d{1,4})\b", str(value))
+    return int(match.group(1)) if match else None
+
+
+class CatalogItems(Sequence):
+    """A catalog's items in catalog order, each read from the catalog only when first asked for.
+
+    A full-scan request needs the arrays of every item but the details of a dozen (the list
+    and the items its reasons cite), so parsing all of them would cost more than scoring.
+    """
+
+    def __init__(self, catalog: Catalog, ids: list[str]) -> None:
+        self.catalog, self.ids = catalog, ids
+        self._read: dict[int, Item] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self[j] for j in range(*k.indices(len(self)))]
+        k = int(k)
+        if k < 0:
+            k += len(self.ids)
+        if k not in self._read:
+            item = self.catalog.get(self.ids[k])
+            if item is None:  # removed since the arrays were made: a placeholder, never recommended twice
+                item = Item(self.ids[k], self.ids[k])
+            self._read[k] = item
+        return self._read[k]
+
+    def __iter__(self) -> Any:
+        missing = [k for k in range(len(self.ids)) if k not in self._read]
+        for start in range(0, len(missing), 500):  # all of them (a kind or tag filter): 500 a query
+            chunk = missing[start:start + 500]
+            by_id = {item.id: item for item in self.catalog.get_many([self.ids[k] for k in chunk])}
+            self._read.update({k: by_id.get(self.ids[k]) or Item(self.ids[k], self.ids[k]) for k in chunk})
+        return (self._read[k] for k in range(len(self.ids)))
+
+
+@dataclass
+class ScanArrays:
+    """What a full-scan Recommender needs of a catalog, cached as memory-mapped ``.npy`` files.
+
+    Stored in ``<catalog folder>/scan/<catalog version>/``: item ids, unit vectors (float32,
+    catalog order), item years, the item model aligned to catalog order (CSR arrays) and
+    popularity counts. All public catalog data. Made once after each catalog change (import,
+    embedding, model install), so a later process maps them in milliseconds instead of
+    parsing every item, restoring the usearch index and re-aligning the model.
+    """
+
+    version: str
+    ids: list[str]
+    vectors: np.ndarray
+    years: np.ndarray
+    weights: sparse.csr_matrix | None
+    counts: np.ndarray
+
+    @classmethod
+    def load(cls, catalog: Catalog) -> "ScanArrays":
+        version = catalog.refresh_version()
+        root = catalog.folder / "scan"
+        folder = root / version
+        if not (folder / "ids.npy").exists():
+            root.mkdir(exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
+            cls._write(catalog, tmp)
+            try:
+                os.rename(tmp, folder)  # atomic: readers see all the files or none
+            except OSError:  # another process wrote the same version first
+                shutil.rmtree(tmp, ignore_errors=True)
+            for old in root.iterdir():  # earlier versions (open maps of them stay valid)
+                if old.name != version and not old.name.startswith(".tmp-"):
+                    shutil.rmtree(old, ignore_errors=True)
+
+        def load(name: str) -> np.ndarray:
+            return np.load(folder / f"{name}.npy", mmap_mode="r")
+
+        weights = None
+        if (folder / "indptr.npy").exists():
+            n = len(load("counts"))
+            weights = sparse.csr_matrix((load("data"), load("indices"), load("indptr")), shape=(n, n), copy=False)
+        return cls(version, load("ids").tolist(), load("vectors"), np.asarray(load("years")), weights,
+                   np.asarray(load("counts")))
+
+    @staticmethod
+    def _write(catalog: Catalog, folder: Path) -> None:
+        items = list(catalog.items())
+        ids = [item.id for item in items]
+        vectors = catalog.matrix() if items else np.zeros((0, 384), dtype=np.float32)
+        model = catalog.item_model
+        counts = np.zeros(len(items), dtype=np.int64)
+        arrays = {"ids": np.array(ids, dtype=str), "vectors": vectors, "years": item_years(items)}
+        if model is not None and items:
+            weights, counts = model.aligned(ids)
+            arrays.update(data=weights.data.astype(np.float32), indices=weights.indices, indptr=weights.indptr)
+        arrays["counts"] = counts
+        for name, array in arrays.items():
+            np.save(folder / f"{name}.npy", array)
+
+
 def item_year(item: Item) -> int | None:
     """The year an item came out (its ``year`` or ``release_year`` attribute), or None.
 
@@ -623,14 +736,9 @@ def item_year(item: Item) -> int | None:
         1927
     """
     for key in ("year", "release_year"):
-        value = item.attrs.get(key)
-        if isinstance(value, bool) or value in (None, ""):
-            continue
-        if isinstance(value, (int, float)) and np.isfinite(value):
-            return int(value)
-        match = re.match(r"\s*(-?\d{1,4})\b", str(value))
-        if match:
-            return int(match.group(1))
+        year = year_of(item.attrs.get(key))
+        if year is not None:
+            return year
     return None
 
 

@@ -63,8 +63,10 @@ def catalog_import(path: Path | None, name: str | None, kind: str, item_model: P
     Broken rows are listed and skipped. Run the command again after an interruption:
     what was imported stays, and the embedding picks up where it stopped.
     """
+    from .. import index
     from ..catalog import DEMO_CATALOG, Catalog, check_catalog_file
 
+    index.llama_will_not_load()  # this process only embeds: skip the llama.cpp guard
     if demo:
         path, name = DEMO_CATALOG, name or "demo"
     if path is None:
