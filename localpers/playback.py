@@ -62,10 +62,11 @@ class PlaybackConfig:
     ``max_chars_in``: how much of a long text the model reads (its beginning);
     ``max_copied_words``: the longest run of words an instruction may share with its
     text; ``max_overlap``: the largest share of the instruction's word 4-grams found in
-    the text; ``attempts``: model tries before the extractive fallback.
+    the text; ``attempts``: model tries before the extractive fallback; ``model``: the
+    instruct model ("" means ``playback_model`` in config.toml).
     """
 
-    model: str = "smollm2-135m-instruct"
+    model: str = ""
     attempts: int = 3
     max_tokens: int = 48
     temperature: float = 0.3
