@@ -49,26 +49,55 @@ def demo_texts(n: int) -> list[str]:
     return (texts * (n // max(len(texts), 1) + 1))[:n]
 
 
-def playback_rate(engine, prompts: list[str], seconds: float) -> dict:
-    """Tokens/s and texts/s over a window of about ``seconds``.
+def stop_at_deadline(engine) -> list[float]:
+    """Make llama.cpp abort a computation once ``deadline[0]`` (time.monotonic) has passed.
+
+    Two collapsed threads can take minutes for one prompt; the window must end on time.
+    """
+    import llama_cpp
+
+    deadline = [float("inf")]
+
+    @llama_cpp.ggml_abort_callback
+    def over(_data) -> bool:
+        return time.monotonic() > deadline[0]
+
+    engine._bench_abort = over  # keep the ctypes callback alive as long as the engine
+    llama_cpp.llama_set_abort_callback(engine.llm.ctx, over, None)
+    return deadline
+
+
+def playback_rate(engine, deadline: list[float], prompts: list[str], seconds: float) -> dict:
+    """Tokens/s and texts/s over a window of ``seconds``.
 
     Work is counted as llama.cpp does it: a text's prompt tokens when its first new token
-    arrives (the prompt is evaluated before it), then each new token; a text is its prompt
-    plus :data:`NEW_TOKENS`, so a window that ends inside a text counts the share done.
+    arrives (the prompt is evaluated before it), or the whole chunks of it evaluated when the
+    window ends inside the prompt; then each new token. A text is its prompt plus
+    :data:`NEW_TOKENS`, so a window that ends inside a text counts the share done.
     """
     tokens, work_per_text, start, threads_seen = 0, [], time.monotonic(), []
+    deadline[0] = start + seconds
     for prompt in prompts:
         n_prompt = len(engine.tokenize(prompt))
         work_per_text.append(n_prompt + NEW_TOKENS)
         stream = engine.stream(prompt, max_tokens=NEW_TOKENS, min_tokens=NEW_TOKENS)
-        for i, _ in enumerate(stream):
-            tokens += n_prompt + 1 if i == 0 else 1
-            if time.monotonic() - start > seconds:
-                break
-        stream.close()
+        made = 0
+        try:
+            for _ in stream:
+                tokens += n_prompt + 1 if made == 0 else 1
+                made += 1
+                if time.monotonic() > deadline[0]:
+                    break
+        except RuntimeError:  # llama_decode aborted at the deadline
+            if made == 0:
+                tokens += len(engine._chunks)  # the whole prompt chunks it had evaluated
+            engine.reset()
+        finally:
+            stream.close()
         threads_seen.append(engine.threads)
-        if time.monotonic() - start > seconds:
+        if time.monotonic() > deadline[0]:
             break
+    deadline[0] = float("inf")
     elapsed = time.monotonic() - start
     per_text = sum(work_per_text) / len(work_per_text)
     return {"texts_per_s": tokens / per_text / elapsed, "tokens_per_s": tokens / elapsed, "threads": threads_seen}
@@ -102,7 +131,7 @@ def main() -> None:
     parser.add_argument("--no-training", action="store_true", help="playback only")
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
-    window = args.seconds or (4.0 if args.quick else 15.0)
+    window = args.seconds or (5.0 if args.quick else 15.0)
     most = len(threads.cores())
     print(f"cores {most}, load average {os.getloadavg()[0]:.1f} at start (the machine may be shared)", flush=True)
 
@@ -112,6 +141,7 @@ def main() -> None:
     engines = {"ours": Engine("smollm2-135m-instruct", n_ctx=1024), "fixed2": Engine("smollm2-135m-instruct",
                                                                                       n_ctx=1024, threads=2)}
     engines["ours"].most_threads = most  # every core, whatever config.toml says
+    deadlines = {arm: stop_at_deadline(engine) for arm, engine in engines.items()}
     cfg = PlaybackConfig(max_chars_in=500 if args.quick else 1200)  # quick: shorter prompts (texts' openings)
     prompts = [engines["ours"].chat_prompt(_messages(t, 1, cfg)) + _PREFIX for t in demo_texts(40)]
 
@@ -127,7 +157,7 @@ def main() -> None:
         model.train()
         batch = []
         for text in demo_texts(1 if args.quick else 2):
-            ids = tokenizer(text, truncation=True, max_length=64 if args.quick else 128)["input_ids"]
+            ids = tokenizer(text, truncation=True, max_length=32 if args.quick else 128)["input_ids"]
             batch.append((ids, [-100] * (len(ids) // 2) + ids[len(ids) // 2:]))
         params = [p for p in model.parameters() if p.requires_grad]
         trainer = (model, batch, params, torch.optim.AdamW(params, lr=1e-4))
@@ -143,7 +173,7 @@ def main() -> None:
                 time.sleep(0.5)
             try:
                 for arm, engine in engines.items():
-                    pb = playback_rate(engine, prompts, window)
+                    pb = playback_rate(engine, deadlines[arm], prompts, window)
                     results[(cond, arm, "playback")].append(pb)
                     line = (f"round {r + 1} {cond:<4} {arm:<6} playback {pb['texts_per_s']:.2f} texts/s "
                             f"{pb['tokens_per_s']:6.1f} tok/s threads {sorted(set(pb['threads']))}")
