@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--no-training", action="store_true", help="playback only")
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
-    window = args.seconds or (5.0 if args.quick else 15.0)
+    window = args.seconds or (5.0 if args.quick else 12.0)
     most = len(threads.cores())
     print(f"cores {most}, load average {os.getloadavg()[0]:.1f} at start (the machine may be shared)", flush=True)
 
@@ -157,7 +157,7 @@ def main() -> None:
         model.train()
         batch = []
         for text in demo_texts(1 if args.quick else 2):
-            ids = tokenizer(text, truncation=True, max_length=32 if args.quick else 128)["input_ids"]
+            ids = tokenizer(text, truncation=True, max_length=32 if args.quick else 64)["input_ids"]
             batch.append((ids, [-100] * (len(ids) // 2) + ids[len(ids) // 2:]))
         params = [p for p in model.parameters() if p.requires_grad]
         trainer = (model, batch, params, torch.optim.AdamW(params, lr=1e-4))
