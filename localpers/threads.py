@@ -25,8 +25,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-# A window shorter than this says little; a fresh look first waits this long.
-PROBE_SECONDS = 0.1
+# A window shorter than this says little: a look this soon after the last keeps its answer.
+MIN_WINDOW = 0.05
 # Leave a core to others once they use more than this much of it (a mostly idle core is still worth using).
 SHARE_LEFT = 0.3
 
@@ -45,6 +45,7 @@ class _Sample:
     busy: float  # seconds of CPU the cores spent busy (all processes), since boot
     total: float  # seconds of CPU the cores existed, since boot
     own: float  # seconds of CPU this process used
+    running: int  # threads runnable right now, on the whole machine (this one included)
 
 
 def _sample(cpus: list[int]) -> _Sample | None:
@@ -54,7 +55,7 @@ def _sample(cpus: list[int]) -> _Sample | None:
     except OSError:
         return None
     wanted = {f"cpu{n}" for n in cpus}
-    busy = total = 0
+    busy = total = running = 0
     for line in lines:
         parts = line.split()
         if parts and parts[0] in wanted:
@@ -62,11 +63,13 @@ def _sample(cpus: list[int]) -> _Sample | None:
             user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in parts[1:9])
             busy += user + nice + system + irq + softirq + steal
             total += user + nice + system + idle + iowait + irq + softirq + steal
+        elif parts and parts[0] == "procs_running":
+            running = int(parts[1])
     if not total:
         return None
     hz = os.sysconf("SC_CLK_TCK")
     t = os.times()
-    return _Sample(time.monotonic(), busy / hz, total / hz, t.user + t.system)
+    return _Sample(time.monotonic(), busy / hz, total / hz, t.user + t.system, running)
 
 
 _lock = threading.Lock()
@@ -75,22 +78,26 @@ _others = 0.0  # cores other processes used in the last window
 
 
 def others_busy() -> float:
-    """How many of our cores other processes kept busy since the last look (a fresh look waits 0.1 s)."""
+    """How many of our cores other processes kept busy since the last look.
+
+    The first look has no window yet: it counts the threads runnable right now, less the
+    caller's own.
+    """
     global _last, _others
     cpus = cores()
     with _lock:
         now = _sample(cpus)
         if now is None:
             return 0.0
-        if _last is None or now.at - _last.at < PROBE_SECONDS / 2:
-            if _last is not None:
-                return _others  # looked a moment ago: that answer stands
-            time.sleep(PROBE_SECONDS)
-            _last, now = now, _sample(cpus) or now
-        window = now.total - _last.total
-        if window > 0:
-            others = (now.busy - _last.busy) - (now.own - _last.own)
-            _others = max(0.0, min(float(len(cpus)), others / window * len(cpus)))
+        if _last is None:
+            _others = float(min(len(cpus), max(0, now.running - 1)))
+        elif now.at - _last.at < MIN_WINDOW:
+            return _others  # looked a moment ago: that answer stands
+        else:
+            window = now.total - _last.total
+            if window > 0:
+                others = (now.busy - _last.busy) - (now.own - _last.own)
+                _others = max(0.0, min(float(len(cpus)), others / window * len(cpus)))
         _last = now
         return _others
 
