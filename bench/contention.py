@@ -204,13 +204,14 @@ def main() -> None:
             row = [mean(cond, arm, task, key) for arm in engines]
             print(f"{task + ' ' + unit + ' ' + cond:<24}{row[0]:>18.2f}{row[1]:>18.2f}")
             cells[cond] = row
-        ratio = [b / i if i else 0.0 for b, i in zip(cells["busy"], cells["idle"])]
-        print(f"{task + ' ' + unit + ' busy/idle':<24}{ratio[0]:>17.2f}x{ratio[1]:>17.2f}x")
+        ratio = [b / i if i else None for b, i in zip(cells["busy"], cells["idle"])]  # None: nothing done idle
+        shown = [f"{r:>17.2f}x" if r is not None else f"{'n/a':>18}" for r in ratio]
+        print(f"{task + ' ' + unit + ' busy/idle':<24}{shown[0]}{shown[1]}")
         name = f"{task}_{unit.replace('/', '_per_')}"
         figures[name] = {"ours": {"idle": round(cells["idle"][0], 3), "busy": round(cells["busy"][0], 3),
-                                  "ratio": round(ratio[0], 3)},
+                                  "ratio": ratio[0] and round(ratio[0], 3)},
                          "fixed2": {"idle": round(cells["idle"][1], 3), "busy": round(cells["busy"][1], 3),
-                                    "ratio": round(ratio[1], 3)}}
+                                    "ratio": ratio[1] and round(ratio[1], 3)}}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory {peak:.0f} MB; {time.monotonic() - started:.0f} s measured")
     figures["peak_rss_mb"] = round(peak)
