@@ -20,7 +20,7 @@ import click
 from . import __version__
 from .errors import LocalpersError
 
-COMMAND_MODULES = ["user", "models", "history", "train", "write", "recommend", "privacy", "tui", "serve"]
+COMMAND_MODULES = ["user", "models", "config", "history", "train", "write", "recommend", "privacy", "tui", "serve"]
 
 
 def one_line(message: str) -> str:

@@ -33,7 +33,7 @@ import numpy as np
 
 from . import models
 from .errors import LocalpersError
-from .paths import default_threads
+from .threads import available, configured
 
 MAX_TOKENS = 256  # what sentence-transformers reads of a text with this model (sentence_bert_config.json)
 TOKENS_PER_BATCH = 8192  # long texts go in smaller batches: the attention cost grows with length squared
@@ -69,7 +69,7 @@ class Embedder:
         self.tokenizer.enable_truncation(_max_tokens(self.path))
         self.tokenizer.no_padding()
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or default_threads()
+        options.intra_op_num_threads = threads or available(configured())
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # warnings about unused initializers are noise to a user
         self.session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
@@ -133,7 +133,7 @@ class SentenceTransformerEmbedder:
         import transformers
         from sentence_transformers import SentenceTransformer
 
-        torch.set_num_threads(threads or default_threads())
+        torch.set_num_threads(threads or available(configured()))
         self.path = models.ensure(model)
         transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar in the CLI's output
         self.model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
@@ -158,7 +158,7 @@ class LlamaEmbedder:
         import llama_cpp  # deferred: ~0.5 s to import
 
         self.llm = llama_cpp.Llama(model_path=str(models.ensure(model)), embedding=True, n_ctx=512,
-                                   n_threads=threads or default_threads(), verbose=False)
+                                   n_threads=threads or available(configured()), verbose=False)
         self.dim = int(self.llm.n_embd())
         self.name = f"llama:{model}"
 

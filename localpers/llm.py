@@ -48,7 +48,6 @@ import numpy as np
 
 from . import models
 from .errors import LocalpersError
-from .paths import default_threads
 
 # Prompt tokens are evaluated in aligned chunks of this many (see the module docstring).
 # Small enough that a shared instruction is mostly reused, large enough to batch well.
@@ -72,17 +71,27 @@ class Engine:
         self,
         model: str | Path = "gemma3-270m",
         *,
-        n_ctx: int = 2048,
+        n_ctx: int | None = None,
         threads: int | None = None,
         seed: int = 0,
         verbose: bool = False,
     ) -> None:
+        """``n_ctx`` defaults to ``context_size`` in config.toml. ``threads=None`` adapts: up to
+        ``threads`` in config.toml, fewer while other processes keep cores busy, re-checked at
+        every request (see :mod:`localpers.threads`); a number fixes the count."""
         import llama_cpp  # imported here: loading the shared library takes a moment
+
+        from . import threads as threads_mod
+        from .paths import Config
 
         self.model_path = models.ensure(model)
         if not verbose:
             _silence_llama_logs()
-        self.threads = threads or default_threads()
+        config = Config.load() if n_ctx is None or threads is None else None
+        n_ctx = n_ctx or config.context_size  # type: ignore[union-attr]
+        self.most_threads = threads or config.threads  # type: ignore[union-attr]
+        self.adaptive = threads is None
+        self.threads = threads_mod.available(self.most_threads) if self.adaptive else self.most_threads
         try:
             with _amx_off_if_unusable(llama_cpp.llama_cpp):
                 self.llm = llama_cpp.Llama(
@@ -197,6 +206,25 @@ class Engine:
             if len(chunk) == PROMPT_CHUNK:
                 self._chunks = body[:start + PROMPT_CHUNK]
 
+    # ------------------------------------------------------------------ threads
+
+    def adapt_threads(self) -> int:
+        """Use as many threads as cores are free now (adaptive engines only); returns the count.
+
+        The thread count does not change the text: llama.cpp computes each value in one thread.
+        """
+        if self.adaptive:
+            import llama_cpp
+
+            from . import threads
+
+            n = threads.available(self.most_threads)
+            if n != self.threads:
+                with self.lock:
+                    llama_cpp.llama_set_n_threads(self.llm.ctx, n, n)
+                    self.threads = n
+        return self.threads
+
     # ------------------------------------------------------------------ generation
 
     def _sampling(self, *, temperature: float, top_p: float, top_k: int, repeat_penalty: float,
@@ -245,6 +273,7 @@ class Engine:
         sampling = self._sampling(temperature=temperature, top_p=top_p, top_k=top_k, repeat_penalty=repeat_penalty,
                                   stop=stop, schema=schema, grammar=grammar, seed=seed)
         with self.lock:
+            self.adapt_threads()
             self._select(adapter)
             tokens = self.tokenize(prompt)
             self._check_length(len(tokens), max_tokens)
@@ -252,7 +281,10 @@ class Engine:
             if min_tokens > 0 and schema is None and grammar is None:
                 sampling["logits_processor"] = self._hold_back_end(len(tokens), min_tokens)
             # A token list (with its BOS) is taken as is, so llama.cpp sees exactly what was evaluated.
-            for chunk in self.llm.create_completion(tokens, max_tokens=max_tokens, stream=True, **sampling):
+            for n, chunk in enumerate(self.llm.create_completion(tokens, max_tokens=max_tokens, stream=True,
+                                                                 **sampling)):
+                if n % 32 == 31:
+                    self.adapt_threads()  # a long draft follows a competitor that starts or stops mid-way
                 text = chunk["choices"][0]["text"]
                 if text:
                     yield text
@@ -326,6 +358,7 @@ class Engine:
         import llama_cpp
 
         with self.lock:
+            self.adapt_threads()
             self._select(adapter)
             tokens = self.tokenize(prompt)
             self._evaluate_prompt(tokens)

@@ -156,6 +156,44 @@ def ensure(name_or_path: str | Path) -> Path:
     raise ModelNotFound(f"no model named {key!r} and no such file; use one of: {known}, or a path to a .gguf file")
 
 
+def gguf_names() -> list[str]:
+    """The registered models llama.cpp can run (writers and the playback model), by name."""
+    return [name for name, spec in REGISTRY.items() if spec.role != "embedding"]
+
+
+def require_gguf(name_or_path: str | Path) -> Path:
+    """Like :func:`ensure`, for a model llama.cpp must run: a GGUF registry name or a .gguf file.
+
+    Anything else raises :class:`~localpers.errors.ModelNotFound` naming what is available.
+
+    >>> require_gguf("gpt-5")
+    Traceback (most recent call last):
+    ...
+    localpers.errors.ModelNotFound: no model named 'gpt-5'; available: gemma3-270m, smollm2-135m-instruct, or a path to a .gguf file
+    """
+    key = str(name_or_path)
+    available = f"available: {', '.join(gguf_names())}, or a path to a .gguf file"
+    if key in REGISTRY and REGISTRY[key].role == "embedding":
+        raise ModelNotFound(f"{key!r} is an embedding model, not one that writes; {available}")
+    path = Path(key).expanduser()
+    if key not in REGISTRY and not (path.is_file() and path.suffix.lower() == ".gguf"):
+        what = "no such file" if key.lower().endswith(".gguf") else "no model named"
+        raise ModelNotFound(f"{what} {key!r}; {available}")
+    return ensure(key)
+
+
+def installed_ggufs() -> list[str]:
+    """The GGUF registry models whose package is installed (what a model picker offers)."""
+    names = []
+    for name in gguf_names():
+        try:
+            _package_dir(REGISTRY[name])
+        except ModelNotFound:
+            continue
+        names.append(name)
+    return names
+
+
 ONNX_VERSION = 1  # bump when the export below changes, so old exports are redone
 
 

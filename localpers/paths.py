@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import os
+import tempfile
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -104,8 +105,13 @@ class Config:
         writer_model = "gemma3-270m"        # or a path to any GGUF file
         playback_model = "smollm2-135m-instruct"
         embedding_model = "all-minilm-l6-v2"
-        threads = 4
+        threads = 4                         # the most; fewer while other programs keep cores busy
+        context_size = 2048                 # tokens the writer model sees at once
         default_user = "ada"
+        theme = "nord"
+
+    ``localpers config set KEY VALUE`` changes one (checked, see :meth:`set`); only the
+    keys that differ from these defaults are written.
     """
 
     writer_model: str = "gemma3-270m"
@@ -117,6 +123,10 @@ class Config:
     theme: str = "textual-dark"
 
     @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
     def load(cls, path: Path | None = None) -> "Config":
         """Read the config file; a missing file gives the defaults."""
         path = path or config_path()
@@ -126,26 +136,78 @@ class Config:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise LocalpersError(f"{path} is not valid TOML ({exc}); fix or delete it") from None
-        defaults = cls()
         values = {}
-        for f in fields(cls):
-            if f.name not in raw:
-                continue
-            value, wanted = raw[f.name], type(getattr(defaults, f.name))
-            if not isinstance(value, wanted) or isinstance(value, bool):
-                raise LocalpersError(f"{path}: {f.name} must be {'an integer' if wanted is int else 'a string'}, "
-                                     f"not {value!r}; fix or delete it")
-            if wanted is int and value < 1:
-                raise LocalpersError(f"{path}: {f.name} must be at least 1, not {value}; fix or delete it")
-            values[f.name] = value
+        for name in cls.keys():
+            if name in raw:
+                try:
+                    values[name] = _checked(name, raw[name])
+                except LocalpersError as exc:
+                    raise LocalpersError(f"{path}: {exc}; fix or delete it") from None
         return cls(**values)
 
+    def set(self, key: str, text: str) -> None:
+        """Set ``key`` from its text form, checked: an unknown key, a wrong type or a model that is
+        not installed raises :class:`LocalpersError` naming the problem, and nothing changes.
+
+        >>> cfg = Config(); cfg.set("context_size", "4096"); cfg.context_size
+        4096
+        """
+        if key not in self.keys():
+            raise LocalpersError(f"no setting named {key!r}; settings: {', '.join(self.keys())}")
+        wanted = type(getattr(Config(), key))
+        value: str | int = text
+        if wanted is int:
+            try:
+                value = int(text)
+            except ValueError:
+                raise LocalpersError(f"{key} must be an integer, not {text!r}") from None
+        value = _checked(key, value)
+        if key in ("writer_model", "playback_model"):
+            from . import models
+
+            models.require_gguf(str(value))
+        elif key == "embedding_model":
+            from . import models
+
+            models.ensure(str(value))
+        elif key == "default_user" and value:
+            from .vault import DEMO_USER, Vault
+
+            if value != DEMO_USER and not Vault.exists(str(value)):
+                users = ", ".join(Vault.users()) or "none yet"
+                raise LocalpersError(f"no user {value!r} on this machine (users: {users}); "
+                                     f"create one with: localpers user create {value}")
+        elif key == "theme":
+            from textual.theme import BUILTIN_THEMES  # deferred: only this check needs Textual
+
+            if value not in BUILTIN_THEMES:
+                raise LocalpersError(f"no theme named {value!r}; themes: {', '.join(BUILTIN_THEMES)}")
+        setattr(self, key, value)
+
+    def changed(self) -> dict[str, str | int]:
+        """The settings that differ from the defaults (what :meth:`save` writes)."""
+        defaults = asdict(Config())
+        return {k: v for k, v in asdict(self).items() if v != defaults[k]}
+
     def save(self, path: Path | None = None) -> Path:
+        """Write the settings that differ from the defaults, atomically (a crash never leaves half a file)."""
         path = path or config_path()
-        tmp = path.with_suffix(".tmp")
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # 0600 whatever the umask
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(tomli_w.dumps(asdict(self)))
-        os.replace(tmp, path)  # atomic: a crash never leaves half a config
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config-", suffix=".tmp")  # 0600 whatever the umask
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(tomli_w.dumps(self.changed()))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return path
+
+
+def _checked(key: str, value: object) -> str | int:
+    """``value`` if it has the type (and range) the setting ``key`` needs, else a LocalpersError."""
+    wanted = type(getattr(Config(), key))
+    if not isinstance(value, wanted) or isinstance(value, bool):
+        raise LocalpersError(f"{key} must be {'an integer' if wanted is int else 'a string'}, not {value!r}")
+    if wanted is int and value < 1:  # type: ignore[operator]
+        raise LocalpersError(f"{key} must be at least 1, not {value}")
+    return value  # type: ignore[return-value]

@@ -62,10 +62,11 @@ class PlaybackConfig:
     ``max_chars_in``: how much of a long text the model reads (its beginning);
     ``max_copied_words``: the longest run of words an instruction may share with its
     text; ``max_overlap``: the largest share of the instruction's word 4-grams found in
-    the text; ``attempts``: model tries before the extractive fallback.
+    the text; ``attempts``: model tries before the extractive fallback; ``model``: the
+    instruct model ("" means ``playback_model`` in config.toml).
     """
 
-    model: str = "smollm2-135m-instruct"
+    model: str = ""
     attempts: int = 3
     max_tokens: int = 48
     temperature: float = 0.3
@@ -312,7 +313,8 @@ def playback(vault: Any, items: Iterable[Any], engine: Any = None, *, config: Pl
 
     ``items`` are strings, dicts with ``content`` (and optional ``metadata.subject``) or
     objects with ``.content``/``.metadata`` (history items). ``engine`` defaults to the
-    shared playback model, loaded only if some text is not cached yet. ``progress(done,
+    shared engine for the playback model (``config.model``, else ``playback_model`` in
+    config.toml), loaded only if some text is not cached yet. ``progress(done,
     total, message)`` is called after each text. When ``cancel`` is set, the texts not done
     yet get ``None`` (what was done stays cached, so a rerun continues).
 
@@ -333,8 +335,9 @@ def playback(vault: Any, items: Iterable[Any], engine: Any = None, *, config: Pl
         else:
             if engine is None:
                 from .llm import Engine
+                from .paths import Config
 
-                engine = Engine.shared(config.model)
+                engine = Engine.shared(config.model or Config.load().playback_model)
             out[i] = make_instruction(text, engine, subject=subject, config=config, seed=i * 7)
             made += 1
             vault.cache.insert({"key": cache_key(vault, text), "kind": "instruction",

@@ -57,9 +57,10 @@ from pathlib import Path
 from typing import Any
 
 from . import models
+from . import threads as threads_mod
 from .adapters import Recipe, load_recipe
 from .errors import LocalpersError
-from .paths import default_threads, models_dir
+from .paths import models_dir
 from .playback import PlaybackConfig, playback
 
 CHECKPOINT_BLOB = "checkpoint/adapter"
@@ -209,7 +210,7 @@ def load_base(model: str | Path = "gemma3-270m", *, threads: int | None = None) 
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    torch.set_num_threads(threads or default_threads())
+    threads_mod.set_torch_threads(threads)
     path = models.ensure(model)
     if path.suffix.lower() != ".gguf":
         raise LocalpersError(f"personal adapters need a GGUF base model; {path} is not one")
@@ -587,6 +588,7 @@ def train_adapter(vault: Any, config: TrainConfig | None = None, *, progress: Pr
         if cancel is not None and cancel.is_set():
             cancelled = True
             break
+        threads_mod.set_torch_threads(config.threads)  # fewer while another program keeps a core busy
         step = state["step"]
         for group in optimizer.param_groups:
             group["lr"] = schedule(step, total, recipe)

@@ -68,6 +68,7 @@ class LocalpersCommands(Provider):
                 for name, help_text, action in screen_cls.PALETTE:
                     commands.append((name, help_text, partial(app.run_on_screen, mode, action)))
             commands.append(("Lock", "Close this vault and go back to the unlock screen (Ctrl+L)", app.action_lock))
+            commands.append(("Writing model", "Choose the model that writes drafts (F7)", app.action_choose_model))
         commands.append(("Help: keys", "List every key binding (F1)", app.action_help))
         commands.append(("Next theme", "Switch to the next color theme (Ctrl+T)", app.action_next_theme))
         return commands
@@ -108,6 +109,7 @@ class LocalpersApp(App):
         Binding("f1", "help", "Help", tooltip="List every key binding"),
         # Priority, so they work even while a text box that knows F6 has focus.
         *[Binding(key.lower(), f"goto('{mode}')", title, show=False, priority=True) for mode, key, title in TASKS],
+        Binding("f7", "choose_model", "Model", tooltip="Choose the writing model"),
         Binding("ctrl+t", "next_theme", "Theme", show=False),
         Binding("ctrl+l", "lock", "Lock", show=False),
     ]
@@ -231,7 +233,7 @@ class LocalpersApp(App):
     # ------------------------------------------------------------------ navigation
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("goto", "lock") and self.session is None:
+        if action in ("goto", "lock", "choose_model") and self.session is None:
             return False  # nothing to go to before a vault is open
         return True
 
@@ -257,6 +259,43 @@ class LocalpersApp(App):
             self.pop_screen()
             return
         self.push_screen(HelpScreen(self))
+
+    def model_choices(self) -> list[tuple[str, str]]:
+        """The writing models on this machine: installed registry models, then the configured GGUF file."""
+        from localpers import models
+
+        choices = [(name, models.REGISTRY[name].description) for name in models.installed_ggufs()]
+        for extra in (self.config.writer_model, self.engine_model):
+            if extra not in [name for name, _ in choices]:
+                choices.append((extra, "GGUF file"))
+        return choices
+
+    def action_choose_model(self) -> None:
+        """Pick the writing model; the choice is saved to config.toml and loaded in a worker."""
+        from .screens.dialogs import ModelScreen
+
+        if self.session is None:
+            return
+        self.push_screen(ModelScreen(self.engine_model, self.model_choices()), self._model_chosen)
+
+    def _model_chosen(self, model: str | None) -> None:
+        if model is None or self.session is None or model == self.engine_model:
+            return
+        self.notify(f"Loading {model}…", timeout=3)
+        self._load_model(self.session, model)
+
+    @work(thread=True, group="model", exclusive=True, exit_on_error=False)
+    def _load_model(self, session: Session, model: str) -> None:
+        try:
+            session.use_model(model)
+            self.config.set("writer_model", model)
+            self.config.save(self.config_path)
+        except Exception as exc:
+            self.report(exc, f"Loading {model}")
+            return
+        self.engine_model = model
+        self.call_from_thread(self.notify, f"Drafts are now written by {model} (saved in config.toml).",
+                              title="Writing model", timeout=5)
 
     def action_next_theme(self) -> None:
         names = [t for t in THEME_CYCLE if t in self.available_themes]

@@ -67,6 +67,16 @@ class Session:
 
         return Engine.shared(self.engine_model)
 
+    def use_model(self, model: str) -> Any:
+        """Write with ``model`` (a registry name or a GGUF path) from now on; loads it (call from a worker)."""
+        from localpers.llm import Engine
+
+        engine = Engine.shared(model)  # first, so a model that fails to load changes nothing
+        with self._lock:
+            self.engine_model = model
+            self._writers.clear()  # the next draft is written by the new model (with its adapter, if any)
+        return engine
+
     def warm_up(self, app: "App") -> None:
         """Load the writer model in the background, so the first draft starts at once."""
         app.run_worker(self._warm, thread=True, group="warm-up", exit_on_error=False)
@@ -134,7 +144,7 @@ class Session:
         from localpers.train import TrainConfig, collect_texts, estimate_training
         from localpers.write import adapter_readiness
 
-        config = self.train_config or TrainConfig()
+        config = self.train_config or TrainConfig(model=self.engine_model)
         texts = collect_texts(self.vault, config.kinds, config.max_text_chars)
         have, needed = adapter_readiness(self.vault, min_texts=config.recipe().min_texts, n_texts=len(texts))
         tokens = sum(len(t["content"]) for t in texts) // 4  # about 4 characters a token
@@ -148,7 +158,7 @@ class Session:
         from localpers.train import TrainConfig
         from localpers.write import adapter_readiness
 
-        return adapter_readiness(self.vault, min_texts=(self.train_config or TrainConfig()).recipe().min_texts)
+        return adapter_readiness(self.vault, min_texts=(self.train_config or TrainConfig(model=self.engine_model)).recipe().min_texts)
 
     def adapter_info(self) -> Any:
         """The installed adapter's :class:`localpers.adapter.AdapterInfo`, or None."""
@@ -168,7 +178,7 @@ class Session:
 
         if not resume:
             discard_checkpoint(self.vault)
-        result = train_adapter(self.vault, self.train_config or TrainConfig(), progress=progress, cancel=cancel,
+        result = train_adapter(self.vault, self.train_config or TrainConfig(model=self.engine_model), progress=progress, cancel=cancel,
                                history=self.history(), writer=self.engine())
         if not result.cancelled:
             with self._lock:

@@ -24,7 +24,10 @@ def doctor() -> None:
         except metadata.PackageNotFoundError:
             version = "NOT INSTALLED"
         click.echo(f"{dist:<13} {version}")
-    click.echo(f"threads       {cfg.threads}")
+    from ..threads import available
+
+    click.echo(f"threads       at most {cfg.threads}; {available(cfg.threads)} now (fewer while other programs keep "
+               "cores busy)")
     click.echo(f"data dir      {data_dir()}")
     click.echo(f"config        {config_path()}{'' if config_path().exists() else ' (not created; defaults in use)'}")
     click.echo(f"writer model  {cfg.writer_model}")

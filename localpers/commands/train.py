@@ -6,6 +6,7 @@ Examples::
     localpers train -u ada --steps 40      # a short run
     localpers train -u ada --estimate      # how long a run would take, without running it
     localpers train -u ada --status        # the installed adapter and what it scored
+    localpers train -u ada --model gemma3-270m   # for another base model than writer_model in config.toml
 
 Ctrl-C pauses after the current step and saves a checkpoint (encrypted, in the vault), in
 every phase (playback, evaluation, training steps); running the same command again resumes.
@@ -80,22 +81,29 @@ def _status(vault: Any) -> None:
 @click.option("--lr", "learning_rate", type=float, default=None, help="Peak learning rate.")
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default=None,
               help="Matrix products in bf16 where the CPU has it (auto), always, or never.")
+@click.option("--model", "-m", default=None, metavar="NAME|PATH",
+              help="The base model to train for: a name from `localpers models` or a .gguf file "
+                   "(default: writer_model in config).")
 @click.option("--fresh", is_flag=True, help="Discard a saved checkpoint and start over.")
 @click.option("--estimate", is_flag=True, help="Only print how long training would take.")
 @click.option("--status", is_flag=True, help="Only show the installed adapter and readiness.")
 def train(user: str | None, steps: int | None, epochs: int | None, max_length: int | None, rank: int | None,
-          learning_rate: float | None, precision: str | None, fresh: bool, estimate: bool, status: bool) -> None:
+          learning_rate: float | None, precision: str | None, model: str | None, fresh: bool, estimate: bool,
+          status: bool) -> None:
     """Train your personal writing adapter from your history (on this machine)."""
     from ..cli import open_vault
+    from ..models import require_gguf
     from ..paths import Config
     from ..train import TrainConfig, discard_checkpoint, estimate_training, format_seconds, train_adapter
 
+    model = model or Config.load().writer_model
+    require_gguf(model)  # before the passphrase prompt
     vault = open_vault(user)
     try:
         if status:
             _status(vault)
             return
-        config = TrainConfig(model=Config.load().writer_model, max_steps=steps, epochs=epochs, max_length=max_length,
+        config = TrainConfig(model=model, max_steps=steps, epochs=epochs, max_length=max_length,
                              rank=rank, learning_rate=learning_rate, precision=precision)
         if estimate:
             click.echo(f"about {format_seconds(estimate_training(vault, config))}")

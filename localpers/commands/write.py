@@ -7,6 +7,7 @@ Examples::
     localpers write "Make it shorter" --mode rewrite --input draft.txt -u ada
     cat draft.txt | localpers write --mode continue --input - -u ada
     localpers write "Thank Ann for the book" --no-adapter --show-examples -u ada
+    localpers write "Thank Ann for the book" --model ~/models/other.gguf -u ada
 """
 
 from __future__ import annotations
@@ -36,8 +37,11 @@ user_options = click.option("--user", "-u", envvar="LOCALPERS_USER", default=Non
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True)
 @click.option("--show-examples", is_flag=True, help="List the examples of your writing the model was shown.")
 @click.option("--save", is_flag=True, help="Keep the draft in your history (future training data).")
+@click.option("--model", "-m", default=None, metavar="NAME|PATH",
+              help="The writer model: a name from `localpers models` or a .gguf file (default: writer_model in config).")
 def write(user: str | None, instruction: str, mode: str, input_file, no_adapter: bool, no_examples: bool,
-          no_facts: bool, max_tokens: int, temperature: float, show_examples: bool, save: bool) -> None:
+          no_facts: bool, max_tokens: int, temperature: float, show_examples: bool, save: bool,
+          model: str | None) -> None:
     """Write a draft in your style: INSTRUCTION says what to write.
 
     Before the draft, a line on stderr says which profile facts the model was told
@@ -50,9 +54,18 @@ def write(user: str | None, instruction: str, mode: str, input_file, no_adapter:
     context = input_file.read() if input_file is not None else ""
     if mode != "compose" and not context.strip():
         raise LocalpersError(f"--mode {mode} needs the text to work on: pass --input FILE (or --input - for stdin)")
+    if model is not None:
+        from ..models import require_gguf
+
+        require_gguf(model)  # before the passphrase prompt
     vault = open_vault(user)
     try:
-        writer = Writer(vault, use_adapter=not no_adapter, use_examples=not no_examples, use_facts=not no_facts,
+        engine = None
+        if model is not None:
+            from ..llm import Engine
+
+            engine = Engine.shared(model)
+        writer = Writer(vault, engine, use_adapter=not no_adapter, use_examples=not no_examples, use_facts=not no_facts,
                         max_tokens=max_tokens, temperature=temperature)
         if writer.notice:
             click.echo(writer.notice, err=True)

@@ -108,3 +108,41 @@ class TextScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+class ModelScreen(ModalScreen[str | None]):
+    """Choose the writing model: the installed registry models and the configured GGUF file, if any.
+
+    Dismisses with the chosen name or path (None when cancelled).
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, current: str, choices: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.current = current
+        self.choices = choices  # (name or path, description)
+
+    def compose(self) -> ComposeResult:
+        from rich.text import Text
+        from textual.widgets import OptionList
+        from textual.widgets.option_list import Option
+
+        with Vertical(classes="dialog", id="model-dialog"):
+            yield Static("Writing model (Enter chooses, Esc cancels)", classes="dialog-question")
+            yield OptionList(*[Option(Text.assemble("● " if name == self.current else "  ", name, "  ", (about, "dim")),
+                                      id=name) for name, about in self.choices], id="model-list")
+
+    def on_mount(self) -> None:
+        from textual.widgets import OptionList
+
+        options = self.query_one("#model-list", OptionList)
+        names = [name for name, _ in self.choices]
+        options.highlighted = names.index(self.current) if self.current in names else 0
+        options.focus()
+
+    def on_option_list_option_selected(self, event) -> None:
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
