@@ -123,13 +123,16 @@ def key_facts(text: str) -> list[str]:
 def has_fact(text: str, fact: str) -> bool:
     """Whether ``fact`` (from :func:`key_facts`) appears in ``text`` as a word of its own.
 
-    >>> has_fact("See you on Friday at 6PM!", "6 pm"), has_fact("Fridays", "Friday")
-    (True, False)
+    A number also counts with an ordinal ending ("4" in "March 4th").
+
+    >>> has_fact("See you on Friday at 6PM!", "6 pm"), has_fact("Fridays", "Friday"), has_fact("May 4th", "4")
+    (True, False, True)
     """
     def flat(s: str) -> str:
         return re.sub(r"(\d)\s+(am|pm)\b", r"\1\2", s.lower())
 
-    return re.search(rf"(?<![\w@]){re.escape(flat(fact))}(?![\w@])", flat(text)) is not None
+    ordinal = "(?:st|nd|rd|th)?" if fact[-1:].isdigit() else ""
+    return re.search(rf"(?<![\w@]){re.escape(flat(fact))}{ordinal}(?![\w@])", flat(text)) is not None
 
 
 # ---------------------------------------------------------------------- retrieval and style
@@ -461,7 +464,8 @@ class Writer:
             prompt += context  # continuing a text is what a base model does best: no chat
         elif self.chat_engine is not None:
             engine, adapter = self.chat_engine, None
-            prompt = engine.chat_prompt(self.chat_messages(prompt, instruction, mode))
+            prompt = engine.chat_prompt(self.chat_messages(instruction, mode, examples=[e.text for e in examples],
+                                                           style=style, facts="; ".join(lines), context=context))
         max_tokens = max_tokens or self.max_tokens
         pieces = engine.stream(prompt, max_tokens=max_tokens,
                                temperature=self.temperature if temperature is None else temperature,
@@ -471,16 +475,30 @@ class Writer:
         return Draft(mode, instruction, context, prompt, examples, style, used, withheld, adapter,
                      disclosure=selection, _pieces=pieces)
 
-    def chat_messages(self, prompt: str, instruction: str, mode: str) -> list[dict[str, str]]:
-        """The cold-start writer's chat: the recipe's prompt blocks as the user's message, then the
-        instruction's key facts, said once more so a small model does not drop them."""
-        body = prompt[:-len(self.recipe.prompt["response"])] if prompt.endswith(self.recipe.prompt["response"]) \
-            else prompt
-        must = key_facts(instruction)
-        ask = {"compose": "Write the email", "reply": "Write my reply", "rewrite": "Write my rewritten draft"}[mode]
-        ask += f", mentioning {', '.join(must)}." if must else "."
-        return [{"role": "system", "content": COLD_START_SYSTEM},
-                {"role": "user", "content": body.rstrip() + "\n\n" + ask}]
+    def chat_messages(self, instruction: str, mode: str, *, examples: Sequence[str] = (), style: str = "",
+                      facts: str = "", context: str = "") -> list[dict[str, str]]:
+        """The cold-start writer's chat. The style, profile facts and examples go to the system message,
+        marked as the user's voice only (in the user's message, a small model copies an example
+        instead of doing what was asked); the instruction ends the user's message, followed by its
+        key facts, said once more so that a small model keeps them."""
+        p = self.recipe.prompt
+        system = [COLD_START_SYSTEM]
+        if style.strip():
+            system.append(p["style"].format(style=style.strip()).strip())
+        if facts.strip():
+            system.append(p["facts"].format(facts=facts.strip()).strip())
+        shown = [clip(e, self.recipe.example_chars) for e in examples if e and e.strip()]
+        if shown:
+            system.append("Examples of my writing (for my voice only; never copy them):\n"
+                          + "".join(p["example"].format(text=e) for e in shown) + "---")
+        user = p[mode].format(context=context.strip()) if mode in ("reply", "rewrite") and context.strip() else ""
+        ask = {"compose": "Write a short email", "reply": "Write my short reply",
+               "rewrite": "Rewrite my draft as a short email"}[mode]
+        ask += f": {instruction.rstrip('.')}."
+        if must := key_facts(instruction):
+            ask += f" Mention {', '.join(must)}. Keep it brief."
+            system.append(f"The email must mention: {', '.join(must)}.")
+        return [{"role": "system", "content": "\n\n".join(system)}, {"role": "user", "content": user + ask}]
 
     # ------------------------------------------------------------------ keeping the result
 
