@@ -317,6 +317,11 @@ class Engine:
         prompt = self.chat_prompt(messages)
         return self.stream(prompt, **kwargs) if stream else self.complete(prompt, **kwargs)
 
+    @property
+    def has_chat_template(self) -> bool:
+        """Whether the model ships a chat template (an instruction-tuned model; a pretrained one has none)."""
+        return bool(self.llm.metadata.get("tokenizer.chat_template"))
+
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         """The prompt text the model's chat template makes of ``messages``."""
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter

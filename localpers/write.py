@@ -11,8 +11,13 @@ A prompt for the local writer model combines three personal signals:
   to settle whether the draft should be formal or casual reach the prompt, the rest
   are withheld, and each choice goes to the disclosure ledger.
 
-With too little data for an adapter (a cold start), writing still personalizes through
-the examples and the style summary; :func:`adapter_readiness` says how many more texts
+With no personal adapter yet (a cold start), the default writer, Gemma 3 270M, is a
+*pretrained* model that does not follow instructions, so the draft is written instead by
+an instruction-tuned model with its chat template (:data:`COLD_START_MODEL`, SmolLM2 135M
+Instruct; or the writer model itself when it has a chat template), given the same
+examples and style summary, and told which names, days, times and numbers of the
+instruction the draft must carry (:func:`key_facts`). ``bench/personalization.py``
+measures both writers side by side. :func:`adapter_readiness` says how many more texts
 an adapter needs.
 
 Every draft can be saved with the user's final edit (:meth:`Writer.save`): the pair goes
@@ -49,6 +54,10 @@ DEFAULT_MIN_TEXTS = 50
 # A draft is at least a sentence: the small model sometimes ends after a word ("Yes!").
 MIN_DRAFT_TOKENS = 16
 MAX_THREAD_CHARS = 3000
+# Writes for a user with no personal adapter when the writer model cannot follow instructions.
+COLD_START_MODEL = "smollm2-135m-instruct"
+COLD_START_SYSTEM = ("You write emails for me, in the first person, in my voice. Do exactly what my instruction "
+                     "asks and keep its names, days, times and numbers. Write only the email.")
 DEFAULT_INSTRUCTIONS = {
     "reply": "Reply to this message.",
     "rewrite": "Rewrite my draft in my own words and style.",
@@ -67,6 +76,63 @@ class Example:
     @property
     def snippet(self) -> str:
         return clip(" ".join(self.text.split()), 80)
+
+
+# ---------------------------------------------------------------------- key facts
+
+_DAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
+_MONTHS = "january february march april may june july august september october november december".split()
+_CALENDAR = "|".join([*_DAYS, *_MONTHS, *(m[:3] for m in _MONTHS if m != "may"), "sept"])
+_FACT = re.compile(
+    r"(?P<address>[\w.+-]+@[\w-]+(?:\.[\w-]+)+|https?://\S+|www\.\S+)"
+    r"|(?P<number>\d+(?:[.,:/-]\d+)*(?:\s?(?:am|pm)\b)?)"
+    rf"|(?P<calendar>\b(?:{_CALENDAR})\b\.?)"
+    r"|(?P<word>\b[A-Z][\w'-]*)", re.IGNORECASE)
+# Capitalized words that are not names however they are placed.
+_NOT_NAMES = frozenset("i i'm i'll i've i'd ok okay dear hi hello hey thanks thank best regards please".split())
+
+
+def key_facts(text: str) -> list[str]:
+    """The facts a reader checks first in a text: names, numbers, dates, weekdays, times, addresses.
+
+    Four kinds, found by pattern: e-mail addresses and URLs; numbers, with their separators
+    ("10/24", "3:30", "2,500") and a following am/pm; weekday and month names (also
+    abbreviated), wherever they stand; and capitalized words that do not open a sentence
+    or line (names of people, places, products). Returned as written, each once, in order.
+
+    >>> key_facts("Thank Priya for the launch and propose drinks on Friday at 6 pm.")
+    ['Priya', 'Friday', '6 pm']
+    >>> key_facts("Dear Tom,\\nCan we move it to Thu, Oct 3? Mail ann@x.org")
+    ['Tom', 'Thu', 'Oct', '3', 'ann@x.org']
+    """
+    out: list[str] = []
+    for m in _FACT.finditer(text):
+        kind, value = m.lastgroup, m.group()
+        if kind == "word":
+            if not value[0].isupper() or value.lower() in _NOT_NAMES:
+                continue
+            before = text[:m.start()].rstrip(" \t\"'(")
+            if not before or before[-1] in ".!?:\n" or before.endswith("\n"):
+                continue  # the first word of a sentence or line says nothing by its capital
+        value = " ".join(value.split()).rstrip(".")
+        if value.lower() not in {o.lower() for o in out}:
+            out.append(value)
+    return out
+
+
+def has_fact(text: str, fact: str) -> bool:
+    """Whether ``fact`` (from :func:`key_facts`) appears in ``text`` as a word of its own.
+
+    A number also counts with an ordinal ending ("4" in "March 4th").
+
+    >>> has_fact("See you on Friday at 6PM!", "6 pm"), has_fact("Fridays", "Friday"), has_fact("May 4th", "4")
+    (True, False, True)
+    """
+    def flat(s: str) -> str:
+        return re.sub(r"(\d)\s+(am|pm)\b", r"\1\2", s.lower())
+
+    ordinal = "(?:st|nd|rd|th)?" if fact[-1:].isdigit() else ""
+    return re.search(rf"(?<![\w@]){re.escape(flat(fact))}{ordinal}(?![\w@])", flat(text)) is not None
 
 
 # ---------------------------------------------------------------------- retrieval and style
@@ -247,13 +313,18 @@ class Writer:
     to the user's :class:`~localpers.history.History`. ``use_adapter``, ``use_examples`` and
     ``use_style`` switch the three personal signals (the benchmark compares them);
     ``use_facts`` lets minimal disclosure put profile facts in the prompt (``recipient``
-    names the model in the disclosure ledger).
+    names the model in the disclosure ledger). ``cold_start``: None writes with the
+    instruction-tuned cold-start writer while no adapter is in use (see the module
+    docstring), False always with ``engine`` and the recipe's plain prompt (the benchmark's
+    baseline), True with the cold-start writer even when an adapter is loaded;
+    ``cold_start_engine`` overrides the cold-start model.
     """
 
     def __init__(self, vault: Any, engine: Any = None, history: Any = None, *, use_adapter: bool = True,
                  use_examples: bool = True, use_style: bool = True, use_facts: bool = True, k: int | None = None,
                  max_tokens: int = 300, temperature: float = 0.0, repeat_penalty: float = 1.1,
-                 recipient: str = "local writer model") -> None:
+                 recipient: str = "local writer model", cold_start: bool | None = None,
+                 cold_start_engine: Any = None) -> None:
         self.vault = vault
         if engine is None:
             from .llm import Engine
@@ -281,6 +352,17 @@ class Writer:
         self.notice = ""
         if use_adapter:
             self._adapter = self._load_adapter()
+        self.chat_engine: Any = None  # the engine that writes with its chat template, if any
+        if cold_start or (cold_start is None and self._adapter is None):
+            self.chat_engine = cold_start_engine or self._cold_start_engine()
+
+    def _cold_start_engine(self) -> Any:
+        """The writer model itself when it follows instructions (has a chat template), else :data:`COLD_START_MODEL`."""
+        if self.engine.has_chat_template:
+            return self.engine
+        from .llm import Engine
+
+        return Engine.shared(COLD_START_MODEL)
 
     def _load_adapter(self) -> str | None:
         from . import adapter
@@ -377,16 +459,46 @@ class Writer:
         style = self.style if self.use_style else ""
         prompt = self.recipe.format_prompt(instruction, examples=[e.text for e in examples], style=style,
                                            facts="; ".join(lines), context=context, mode=mode)
+        engine, adapter = self.engine, self._adapter
         if mode == "continue":
-            prompt += context
+            prompt += context  # continuing a text is what a base model does best: no chat
+        elif self.chat_engine is not None:
+            engine, adapter = self.chat_engine, None
+            prompt = engine.chat_prompt(self.chat_messages(instruction, mode, examples=[e.text for e in examples],
+                                                           style=style, facts="; ".join(lines), context=context))
         max_tokens = max_tokens or self.max_tokens
-        pieces = self.engine.stream(prompt, max_tokens=max_tokens,
-                                    temperature=self.temperature if temperature is None else temperature,
-                                    repeat_penalty=self.repeat_penalty, stop=[*self.recipe.stop, *(stop or [])],
-                                    schema=schema, adapter=self._adapter, seed=seed,
-                                    min_tokens=min(MIN_DRAFT_TOKENS if min_tokens is None else min_tokens, max_tokens))
-        return Draft(mode, instruction, context, prompt, examples, style, used, withheld, self._adapter,
+        pieces = engine.stream(prompt, max_tokens=max_tokens,
+                               temperature=self.temperature if temperature is None else temperature,
+                               repeat_penalty=self.repeat_penalty, stop=[*self.recipe.stop, *(stop or [])],
+                               schema=schema, adapter=adapter, seed=seed,
+                               min_tokens=min(MIN_DRAFT_TOKENS if min_tokens is None else min_tokens, max_tokens))
+        return Draft(mode, instruction, context, prompt, examples, style, used, withheld, adapter,
                      disclosure=selection, _pieces=pieces)
+
+    def chat_messages(self, instruction: str, mode: str, *, examples: Sequence[str] = (), style: str = "",
+                      facts: str = "", context: str = "") -> list[dict[str, str]]:
+        """The cold-start writer's chat. The style, profile facts and examples go to the system message,
+        marked as the user's voice only (in the user's message, a small model copies an example
+        instead of doing what was asked); the instruction ends the user's message, followed by its
+        key facts, said once more so that a small model keeps them."""
+        p = self.recipe.prompt
+        system = [COLD_START_SYSTEM]
+        if style.strip():
+            system.append(p["style"].format(style=style.strip()).strip())
+        if facts.strip():
+            system.append(p["facts"].format(facts=facts.strip()).strip())
+        shown = [clip(e, self.recipe.example_chars) for e in examples if e and e.strip()]
+        if shown:
+            system.append("Examples of my writing (for my voice only; never copy them):\n"
+                          + "".join(p["example"].format(text=e) for e in shown) + "---")
+        user = p[mode].format(context=context.strip()) if mode in ("reply", "rewrite") and context.strip() else ""
+        ask = {"compose": "Write a short email", "reply": "Write my short reply",
+               "rewrite": "Rewrite my draft as a short email"}[mode]
+        ask += f": {instruction.rstrip('.')}."
+        if must := key_facts(instruction):
+            ask += f" Mention {', '.join(must)}. Keep it brief."
+            system.append(f"The email must mention: {', '.join(must)}.")
+        return [{"role": "system", "content": "\n\n".join(system)}, {"role": "user", "content": user + ask}]
 
     # ------------------------------------------------------------------ keeping the result
 

@@ -14,7 +14,8 @@ from localpers.errors import LocalpersError
 from localpers.history import History
 from localpers.llm import Engine
 from localpers.vault import Vault
-from localpers.write import Writer, adapter_readiness, readiness_message, retrieve, style_summary
+from localpers.write import (COLD_START_MODEL, Writer, adapter_readiness, has_fact, key_facts, readiness_message,
+                             retrieve, style_summary)
 
 TEXTS = [
     "Hi Jonas,\n\nCould you send me the slides from Tuesday's workshop? I want to reuse the chart.\n\nCheers,\nMara",
@@ -59,6 +60,40 @@ def test_retrieve_never_returns_the_excluded_text(vault):
     assert all("release moves" not in h.text for h in kept) and len(kept) == 3
     by_id = retrieve(history, "release moved to Friday", 4, exclude_ids={hits[0].item_id})
     assert hits[0].item_id not in {h.item_id for h in by_id}
+
+
+def test_key_facts_are_names_numbers_days_and_addresses_not_sentence_openers():
+    text = ("Hi Tom,\n\nCan we move the review with Priya Shah to Thu 3:30pm in Oslo? Budget is 2,500.\n"
+            "Sure. March 4 works, see https://x.org/a or mail ann@x.org.\n\nBest,\nMara")
+    assert key_facts(text) == ["Tom", "Priya", "Shah", "Thu", "3:30pm", "Oslo", "2,500", "March", "4",
+                               "https://x.org/a", "ann@x.org"]
+    assert key_facts("Thank the team for the launch.") == []  # an opening capital is not a name
+    assert has_fact("see you at 3:30 PM on thursday", "3:30pm") and not has_fact("Oslofjord", "Oslo")
+
+
+@pytest.mark.model
+def test_a_fresh_vault_gets_a_draft_that_carries_the_instructions_name_and_day(home, engine):
+    """No adapter, no history: the cold-start writer (instruction-tuned, chat template) writes."""
+    fresh = Vault.create("new", "pw", kdf_seconds=0)
+    try:
+        writer = Writer(fresh, engine=engine)
+        assert writer.adapter is None and writer.chat_engine is Engine.shared(COLD_START_MODEL)
+        draft = writer.compose("Thank Priya for the launch and propose drinks on Friday", max_tokens=120,
+                               min_tokens=40)
+        text = draft.result()
+        assert len(text.split()) >= 20 and draft.adapter is None and not draft.examples
+        assert "<|im_start|>assistant" in draft.prompt  # the model's own chat template
+        assert has_fact(text, "Priya") and has_fact(text, "Friday"), text
+    finally:
+        fresh.close()
+
+
+@pytest.mark.model
+def test_without_cold_start_the_writer_keeps_the_plain_prompt(vault, engine):
+    writer = Writer(vault, engine=engine, cold_start=False)
+    assert writer.chat_engine is None
+    draft = writer.compose("Tell Sam the room is booked.", max_tokens=8)
+    assert draft.prompt.endswith("Email:\n") and "<|im_start|>" not in draft.prompt
 
 
 @pytest.mark.model
@@ -162,6 +197,7 @@ def test_closing_a_draft_frees_the_engine_for_other_threads(vault, engine):
 
     writer = Writer(vault, engine=engine, use_examples=False)
     draft = writer.compose("Thank Lena for the grant news.", max_tokens=60)
+    engine = writer.chat_engine or engine  # no adapter: the cold-start writer's engine writes
     first = next(iter(draft))
     got = []
     waiter = threading.Thread(target=lambda: got.append(engine.lock.acquire(timeout=0.5)))
