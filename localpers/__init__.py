@@ -30,8 +30,8 @@ _EXPORTS = {
     "History": "localpers.history",
     "Catalog": "localpers.catalog",
     "Recommender": "localpers.recommend",
-    "Writer": "localpers.write",
-    "Adapter": "localpers.adapter",
+    "Writer": "localpers.writing.writer",
+    "Adapter": "localpers.writing.adapter",
 }
 
 if TYPE_CHECKING:  # pragma: no cover

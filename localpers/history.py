@@ -695,8 +695,8 @@ class History:
                     self._bm25.remove(item_id)
             # Derived from the texts: their cached playback instructions (keyed by a hash of the
             # text) and any training checkpoint; the embeddings go with erase_items.
-            from .playback import cache_key as instruction_key
-            from .train import CHECKPOINT_BLOB  # here: train imports history
+            from .writing.playback import cache_key as instruction_key
+            from .writing.train import CHECKPOINT_BLOB  # here: train imports history
 
             texts = [r["content"] for r in (self.vault.items.get(i, columns=["content"]) for i in ids)
                      if r is not None and isinstance(r.get("content"), str)]

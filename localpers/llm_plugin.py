@@ -60,7 +60,7 @@ class LocalpersWriter(llm.Model):
             yield from _through_server(user, instruction, options)
             return
         try:
-            from .write import Writer
+            from .writing.writer import Writer
 
             yield from Writer(vault).compose(instruction, **options)
         finally:
@@ -87,9 +87,9 @@ def _user(name: str | None) -> str:
 
 
 def _open(user: str) -> Any:
-    from .vault import require_user
+    from .session import open_vault  # heavy: the vault, history and catalog, loaded only when llm runs our model
 
-    return require_user(user, os.environ.get("LOCALPERS_PASSPHRASE") or None)
+    return open_vault(user, os.environ.get("LOCALPERS_PASSPHRASE") or None)
 
 
 def _through_server(user: str, instruction: str, options: dict) -> Iterator[str]:

@@ -292,13 +292,13 @@ class Generation:
 class Service:
     """The user's writer and the base model behind one engine, one request at a time.
 
-    ``writer`` defaults to a :class:`~localpers.write.Writer` for ``vault`` (personal
+    ``writer`` defaults to a :class:`~localpers.writing.writer.Writer` for ``vault`` (personal
     adapter and retrieval on). ``queue_size`` requests may wait while one runs.
     """
 
     def __init__(self, vault: Any, writer: Any = None, *, queue_size: int = DEFAULT_QUEUE) -> None:
         if writer is None:
-            from .write import Writer
+            from .writing.writer import Writer
 
             writer = Writer(vault)
         self.vault, self.writer, self.engine = vault, writer, writer.engine

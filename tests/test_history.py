@@ -268,8 +268,8 @@ def test_index_round_trip_keeps_dtype_and_search_settings():
 
 def test_erasing_a_trained_on_item_leaves_no_trace_in_any_table_or_file(vault, embedder, tmp_path):
     """Everything derived from an item goes with it: embedding, index entry, playback instruction, checkpoint."""
-    from localpers import train
-    from localpers.playback import cache_key
+    from localpers.writing import train
+    from localpers.writing.playback import cache_key
     from localpers.vault import TABLES
 
     history = History(vault, embedder)

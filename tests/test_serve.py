@@ -28,7 +28,7 @@ from localpers.llm import Engine
 from localpers.paths import Config
 from localpers.serve import LocalServer, Service, ServeError, check_host, create_app, free_port
 from localpers.vault import Vault
-from localpers.write import Writer
+from localpers.writing.writer import Writer
 from test_vault_canary import encodings, scan
 
 TEXTS = [

@@ -155,8 +155,8 @@ async def test_keys_are_handled_quickly_while_a_draft_is_generated(demo_home):
 
 
 async def test_training_cancels_resumes_and_keeps_the_ui_responsive(demo_home):
-    from localpers.playback import cached_instruction
-    from localpers.train import collect_texts
+    from localpers.writing.playback import cached_instruction
+    from localpers.writing.train import collect_texts
 
     app = LocalpersApp(home=demo_home, demo=True)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -218,16 +218,16 @@ async def test_training_cancels_resumes_and_keeps_the_ui_responsive(demo_home):
 def demo_home_with_adapter(demo_home):
     """The demo profile with a real GGUF LoRA adapter installed: freshly initialised, so it leaves the base
     model's output unchanged, stored with the held-out scores a training run would record."""
-    from localpers import adapter, models
+    from localpers.writing import adapter, models
     from localpers.adapters import load_recipe
-    from localpers.train import attach_lora, load_base
-    from localpers.vault import Vault
+    from localpers.writing.train import attach_lora, load_base
+    from localpers.demo import open_demo
 
     recipe = load_recipe("gemma3-270m")
     base, _ = load_base("gemma3-270m")
     data = adapter.export_gguf(attach_lora(base, recipe), recipe)
     base_id = models.model_id(models.ensure("gemma3-270m"))
-    with Vault.open_demo(home=demo_home / "users") as vault:
+    with open_demo(home=demo_home / "users") as vault:
         adapter.install(vault, data, recipe=recipe, base_model_id=base_id, n_texts=55,
                         scores={"base_heldout_loss": 3.1, "heldout_loss": 2.7})
     return demo_home

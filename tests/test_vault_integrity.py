@@ -22,9 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from localpers import vault as vault_module
+from localpers.vault import store as vault_module
 from localpers.errors import LocalpersError, TamperedData, VaultError, WrongPassphrase
-from localpers.vault import OTHER, TABLES, Vault, coarse_time
+from localpers.vault import OTHER, TABLES, Vault, coarse_time, restore_backup, write_backup
 
 PASS = "integrity test passphrase"
 FIXTURE_V1 = Path(__file__).parent / "data" / "vault_schema1.db"  # made by localpers before schema 2
@@ -193,9 +193,9 @@ def test_rolled_back_file_is_detected_with_the_keyring(home, ada, os_keyring, tm
 def test_restoring_a_backup_is_not_a_rollback(home, ada, os_keyring, tmp_path):
     with Vault.open("ada", PASS) as v:
         v.enable_keyring()
-        v.backup(tmp_path / "a.lpbackup")
+        write_backup(v, tmp_path / "a.lpbackup")
         v.items.insert({"kind": "note", "content": "after the backup"})
-    Vault.restore(tmp_path / "a.lpbackup", PASS, overwrite=True).close()
+    restore_backup(tmp_path / "a.lpbackup", PASS, overwrite=True).close()
     with Vault.open("ada", PASS) as v:
         assert v.items.count() == 5
 

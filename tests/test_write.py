@@ -14,7 +14,7 @@ from localpers.errors import LocalpersError
 from localpers.history import History
 from localpers.llm import Engine
 from localpers.vault import Vault
-from localpers.write import Writer, adapter_readiness, readiness_message, retrieve, style_summary
+from localpers.writing.writer import Writer, adapter_readiness, readiness_message, retrieve, style_summary
 
 TEXTS = [
     "Hi Jonas,\n\nCould you send me the slides from Tuesday's workshop? I want to reuse the chart.\n\nCheers,\nMara",
@@ -184,14 +184,14 @@ def test_closing_a_draft_frees_the_engine_for_other_threads(vault, engine):
     (["---"], ""),
 ])
 def test_a_draft_does_not_open_with_a_copied_separator(pieces, expected):
-    from localpers.write import Draft
+    from localpers.writing.writer import Draft
 
     draft = Draft("compose", "x", "", "prompt", [], "", [], [], None, _pieces=iter(pieces))
     assert "".join(draft) == expected and draft.text == expected
 
 
 def test_a_continuation_keeps_its_opening_as_it_comes():
-    from localpers.write import Draft
+    from localpers.writing.writer import Draft
 
     draft = Draft("continue", "x", "Shopping:\n", "prompt", [], "", [], [], None, _pieces=iter(["- ", "milk"]))
     assert "".join(draft) == "- milk"

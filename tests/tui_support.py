@@ -23,11 +23,11 @@ def demo_template() -> Path:
     if _TEMPLATE is None:
         from localpers.catalog import Catalog
         from localpers.recommend import Recommender
-        from localpers.vault import Vault
+        from localpers.demo import open_demo
 
         home = Path(tempfile.mkdtemp(prefix="localpers-tui-template-")) / "home"
         home.mkdir()
-        vault = Vault.open_demo(home=home / "users")
+        vault = open_demo(home=home / "users")
         # One list now caches the embedded interests (sealed), so tests start without the embedding model.
         # Not a user's request: no profile facts, so the demo's disclosure ledger starts empty.
         Recommender(Catalog.demo(home)).recommend(vault, n=5, use_profile=False)

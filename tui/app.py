@@ -29,7 +29,6 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.driver import Driver
 
-from localpers import vault as vault_module
 
 from .screens.adapter import AdapterScreen
 from .screens.base import TaskScreen, describe_error
@@ -94,7 +93,7 @@ class LocalpersApp(App):
         engine_model: the writer model (default: ``writer_model`` in config.toml).
         kdf_seconds: how long key derivation takes for new users (0 = fastest safe setting, for tests).
         max_tokens: the longest draft the Write screen asks for.
-        train_config: a :class:`localpers.train.TrainConfig` for the Adapter screen (default: the recipe's).
+        train_config: a :class:`localpers.writing.train.TrainConfig` for the Adapter screen (default: the recipe's).
         driver_class: Textual's terminal driver (default: the platform's; see :func:`terminal_driver`).
     """
 
@@ -127,7 +126,6 @@ class LocalpersApp(App):
         self.max_tokens = max_tokens
         self.train_config = train_config
         self.session: Session | None = None
-        vault_module.PROCESS_NAME = "the app"  # what a CLI command waiting for the vault is told
         super().__init__(driver_class=driver_class)
         if self.config.theme in self.available_themes:
             self.theme = self.config.theme
@@ -169,6 +167,7 @@ class LocalpersApp(App):
 
     def unlocked(self, vault: Any) -> None:
         """A vault is open: start a session and show the Write screen."""
+        vault.program = "the app"  # what a CLI command waiting for the vault is told
         self.session = Session(vault, engine_model=self.engine_model, home=self.home, train_config=self.train_config)
         self.sub_title = "demo profile" if vault.is_demo else vault.user
         self.switch_mode("write")

@@ -6,7 +6,7 @@ shared. Model loading happens on first use, always from a worker thread.
 
 Example::
 
-    >>> session = Session(Vault.open_demo())        # doctest: +SKIP
+    >>> session = Session(open_demo())        # doctest: +SKIP
     >>> session.recommend(3)                        # doctest: +SKIP
 """
 
@@ -45,7 +45,7 @@ class Session:
         self.vault = vault
         self.engine_model = engine_model
         self.home = home or data_dir()
-        self.train_config = train_config  # a localpers.train.TrainConfig; None: the recipe's defaults
+        self.train_config = train_config  # a localpers.writing.train.TrainConfig; None: the recipe's defaults
         self.use_adapter = True  # the Adapter screen's on/off switch; the Write screen reads it
         self.cancel = threading.Event()  # set when the session closes: long work stops at its next step
         self._stops: list[threading.Event] = []
@@ -89,8 +89,8 @@ class Session:
     # ------------------------------------------------------------------ writing
 
     def writer(self) -> Any:
-        """The :class:`localpers.write.Writer`, with or without the adapter as the switch says."""
-        from localpers.write import Writer
+        """The :class:`localpers.writing.writer.Writer`, with or without the adapter as the switch says."""
+        from localpers.writing.writer import Writer
 
         use = bool(self.use_adapter)
         with self._lock:
@@ -131,8 +131,8 @@ class Session:
 
     def training_data(self) -> dict:
         """How much there is to learn from, and what training would cost here."""
-        from localpers.train import TrainConfig, collect_texts, estimate_training
-        from localpers.write import adapter_readiness
+        from localpers.writing.train import TrainConfig, collect_texts, estimate_training
+        from localpers.writing.writer import adapter_readiness
 
         config = self.train_config or TrainConfig()
         texts = collect_texts(self.vault, config.kinds, config.max_text_chars)
@@ -145,26 +145,26 @@ class Session:
 
     def readiness(self) -> tuple[int, int]:
         """``(texts the user wrote, texts still needed for an adapter)``: a quick count, no decryption."""
-        from localpers.train import TrainConfig
-        from localpers.write import adapter_readiness
+        from localpers.writing.train import TrainConfig
+        from localpers.writing.writer import adapter_readiness
 
         return adapter_readiness(self.vault, min_texts=(self.train_config or TrainConfig()).recipe().min_texts)
 
     def adapter_info(self) -> Any:
-        """The installed adapter's :class:`localpers.adapter.AdapterInfo`, or None."""
-        from localpers.adapter import installed
+        """The installed adapter's :class:`localpers.writing.adapter.AdapterInfo`, or None."""
+        from localpers.writing.adapter import installed
 
         return installed(self.vault)
 
     def checkpoint_step(self) -> int | None:
         """The step a resumed training would start from (None: no checkpoint)."""
-        from localpers.train import checkpoint_step
+        from localpers.writing.train import checkpoint_step
 
         return checkpoint_step(self.vault)
 
     def train(self, *, progress: Callable[[Any], None], cancel: threading.Event, resume: bool) -> Any:
         """Train the adapter (from the checkpoint when ``resume``); it is verified and installed when done."""
-        from localpers.train import TrainConfig, discard_checkpoint, train_adapter
+        from localpers.writing.train import TrainConfig, discard_checkpoint, train_adapter
 
         if not resume:
             discard_checkpoint(self.vault)

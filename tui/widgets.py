@@ -20,6 +20,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
+from localpers.vault import MIN_PASSPHRASE
+
 # The task screens, in the order of their keys (F2..F6).
 TASKS: list[tuple[str, str, str]] = [
     ("write", "F2", "Write"),
@@ -137,8 +139,8 @@ def passphrase_strength(passphrase: str) -> Strength:
     passwords count for little.
     """
     p = passphrase
-    if len(p) < 8:
-        return Strength(0, "too short", "use at least 8 characters; a few unrelated words work well")
+    if len(p) < MIN_PASSPHRASE:
+        return Strength(0, "too short", f"use at least {MIN_PASSPHRASE} characters; a few unrelated words work well")
     words = [w for w in re.split(r"[\s\-_.]+", p) if w]
     pool = sum(size for pattern, size in ((r"[a-z]", 26), (r"[A-Z]", 26), (r"[0-9]", 10), (r"[^a-zA-Z0-9]", 33))
                if re.search(pattern, p))

@@ -52,9 +52,9 @@ class _Line:
 
 
 def _status(vault: Any) -> None:
-    from .. import adapter
-    from ..train import checkpoint_step
-    from ..write import adapter_readiness
+    from ..writing import adapter
+    from ..writing.train import checkpoint_step
+    from ..writing.writer import adapter_readiness
 
     have, needed = adapter_readiness(vault)
     info = adapter.installed(vault)
@@ -88,7 +88,7 @@ def train(user: str | None, steps: int | None, epochs: int | None, max_length: i
     """Train your personal writing adapter from your history (on this machine)."""
     from ..cli import open_vault
     from ..paths import Config
-    from ..train import TrainConfig, discard_checkpoint, estimate_training, format_seconds, train_adapter
+    from ..writing.train import TrainConfig, discard_checkpoint, estimate_training, format_seconds, train_adapter
 
     vault = open_vault(user)
     try:

@@ -45,7 +45,7 @@ def write(user: str | None, instruction: str, mode: str, input_file, no_adapter:
     """
     from ..cli import open_vault
     from ..errors import LocalpersError
-    from ..write import Writer
+    from ..writing.writer import Writer
 
     context = input_file.read() if input_file is not None else ""
     if mode != "compose" and not context.strip():

@@ -223,7 +223,7 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-# Kinds of vault items the user wrote themselves (as in localpers.write).
+# Kinds of vault items the user wrote themselves (as in localpers.writing.writer).
 _OWN_TEXT_KINDS = ("email", "note", "message", "post", "text", "document")
 
 

@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from . import models
-from .adapters import Recipe, load_recipe
-from .errors import LocalpersError
-from .vault import plaintext_file
+from .. import models
+from ..adapters import Recipe, load_recipe
+from ..errors import LocalpersError
+from ..vault import plaintext_file
 
 ADAPTER_BLOB = "adapter"
 MIN_CORRELATION = 0.99
@@ -347,8 +347,8 @@ def install_verified(vault: Any, gguf_bytes: bytes, peft_model: Any, tokenizer: 
 
 def install_trained(vault: Any, result: Any, *, engine: Any = None,
                     progress: Callable[[Any], None] | None = None) -> AdapterInfo:
-    """Export a :class:`~localpers.train.TrainResult`'s model, verify it, and install it (see :func:`install_verified`)."""
-    from .llm import Engine
+    """Export a :class:`~localpers.writing.train.TrainResult`'s model, verify it, and install it (see :func:`install_verified`)."""
+    from ..llm import Engine
     from .train import TrainProgress
 
     tell = progress or (lambda p: None)

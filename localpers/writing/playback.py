@@ -16,7 +16,7 @@ the text, so playback runs once per text.
 Example::
 
     >>> from localpers.llm import Engine
-    >>> from localpers.playback import make_instruction
+    >>> from localpers.writing.playback import make_instruction
     >>> engine = Engine.shared("smollm2-135m-instruct")                          # doctest: +SKIP
     >>> make_instruction("Dear Tom,\\nCould you reopen Peter's account?\\nDavid", engine)  # doctest: +SKIP
     Instruction(text="Write an email to Tom asking him to reopen Peter's account.", source='model', attempts=1)
@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import LocalpersError
+from ..errors import LocalpersError
 
 PLAYBACK_VERSION = "1"  # part of the cache key: bump when the prompt or the checks change
 
@@ -332,7 +332,7 @@ def playback(vault: Any, items: Iterable[Any], engine: Any = None, *, config: Pl
             out[i] = found
         else:
             if engine is None:
-                from .llm import Engine
+                from ..llm import Engine
 
                 engine = Engine.shared(config.model)
             out[i] = make_instruction(text, engine, subject=subject, config=config, seed=i * 7)

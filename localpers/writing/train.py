@@ -3,7 +3,7 @@
 The pipeline (:func:`train_adapter`) in five steps:
 
 1. **Texts**: the user's writing in the vault (emails, notes, ...), oldest first.
-2. **Playback** (:mod:`localpers.playback`): one instruction per text, cached.
+2. **Playback** (:mod:`localpers.writing.playback`): one instruction per text, cached.
 3. **Examples**: prompt = the recipe's layout (style line, with probability
    ``rag_probability`` up to ``rag_examples`` of the user's *other* texts retrieved by
    meaning, the instruction), response = the text + end-of-text. Only the response
@@ -12,7 +12,7 @@ The pipeline (:func:`train_adapter`) in five steps:
    by transformers. A plain loop you can read top to bottom: AdamW, warmup then cosine,
    gradient clipping, held-out loss every ``eval_every`` steps with early stopping (the
    best weights win), a checkpoint every ``checkpoint_every`` steps.
-5. **Install** (:mod:`localpers.adapter`): export to a GGUF LoRA, check llama.cpp and peft
+5. **Install** (:mod:`localpers.writing.adapter`): export to a GGUF LoRA, check llama.cpp and peft
    agree on next-token logits, store it encrypted.
 
 What keeps it fast on a laptop CPU: the output layer (262k words for Gemma) runs only on
@@ -33,7 +33,7 @@ the same way, with advice, before a laptop starts swapping.
 
 Example::
 
-    >>> from localpers.train import TrainConfig, train_adapter
+    >>> from localpers.writing.train import TrainConfig, train_adapter
     >>> result = train_adapter(vault, TrainConfig(max_steps=40), progress=print)   # doctest: +SKIP
     >>> result.heldout_loss < result.base_heldout_loss                            # doctest: +SKIP
     True
@@ -56,10 +56,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import models
-from .adapters import Recipe, load_recipe
-from .errors import LocalpersError
-from .paths import default_threads, models_dir
+from .. import models
+from ..adapters import Recipe, load_recipe
+from ..errors import LocalpersError
+from ..paths import default_threads, models_dir
 from .playback import PlaybackConfig, playback
 
 CHECKPOINT_BLOB = "checkpoint/adapter"
@@ -161,7 +161,7 @@ class TrainResult:
     tokenizer: Any = None
     samples: list = field(default_factory=list)  # the training Samples (in memory only)
     style: str = ""  # the style summary the prompts carried
-    adapter: Any = None  # localpers.adapter.AdapterInfo once installed
+    adapter: Any = None  # localpers.writing.adapter.AdapterInfo once installed
 
     def summary(self) -> str:
         parts = [f"{self.steps}/{self.total_steps} steps on {self.n_train} texts ({self.n_heldout} held out)",
@@ -290,7 +290,7 @@ def split_heldout(vault: Any, texts: list[dict], recipe: Recipe) -> tuple[list[d
 
 def make_samples(texts: list[dict], instructions: list[Any], history: Any, recipe: Recipe) -> list[Sample]:
     """Pair texts with instructions and retrieve each one's examples (never the text itself)."""
-    from .write import retrieve
+    from .writer import retrieve
 
     samples = []
     for t, ins in zip(texts, instructions):
@@ -496,7 +496,7 @@ def prepare(vault: Any, config: TrainConfig, *, progress: ProgressFn | None = No
             cancel: threading.Event | None = None, engine: Any = None, history: Any = None
             ) -> tuple[Recipe, list[Sample], list[Sample], str, dict] | None:
     """Texts -> playback -> samples with retrieved examples. None when cancelled during playback."""
-    from .write import adapter_readiness, style_summary
+    from .writer import adapter_readiness, style_summary
 
     recipe = config.recipe()
     texts = collect_texts(vault, config.kinds, config.max_text_chars)
@@ -510,7 +510,7 @@ def prepare(vault: Any, config: TrainConfig, *, progress: ProgressFn | None = No
         return None
     sources = dict(Counter(i.source for i in instructions))
     if history is None:
-        from .history import History
+        from ..history import History
 
         history = History(vault)
     train_texts, held_texts = split_heldout(vault, texts, recipe)

@@ -2,7 +2,7 @@
 
 A prompt for the local writer model combines three personal signals:
 
-- the user's **adapter** (a LoRA trained on their texts, see :mod:`localpers.train`),
+- the user's **adapter** (a LoRA trained on their texts, see :mod:`localpers.writing.train`),
   when they have one for this base model;
 - **retrieved examples** of their own writing, found by meaning in their history;
 - a short **style summary** (greeting, sign-off, length) computed from their texts,
@@ -40,9 +40,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .adapters import MODES, Recipe, clip, load_recipe, recipe_for_model
-from .errors import LocalpersError
-from .vault import coarse_time
+from ..adapters import MODES, Recipe, clip, load_recipe, recipe_for_model
+from ..errors import LocalpersError
+from ..vault import coarse_time
 
 WRITTEN_KINDS = ("email", "note", "message", "post", "text", "document")
 DEFAULT_MIN_TEXTS = 50
@@ -256,13 +256,13 @@ class Writer:
                  recipient: str = "local writer model") -> None:
         self.vault = vault
         if engine is None:
-            from .llm import Engine
-            from .paths import Config
+            from ..llm import Engine
+            from ..paths import Config
 
             engine = Engine.shared(Config.load().writer_model)
         self.engine = engine
         if history is None and use_examples:
-            from .history import History
+            from ..history import History
 
             history = History(vault)
         self.history = history
@@ -313,7 +313,7 @@ class Writer:
         Returns a :class:`localpers.disclosure.FactSelection`: ``used`` goes into the prompt,
         ``withheld`` stays in the vault. ``record`` logs the choice in the disclosure ledger.
         """
-        from .disclosure import choose_profile_facts, profile_facts
+        from ..disclosure import choose_profile_facts, profile_facts
 
         if self._facts is None:  # read (and derive) once per writer; saving a draft refreshes it
             self._facts = profile_facts(self.vault)
@@ -405,7 +405,7 @@ class Writer:
         if final and len(final.split()) >= 3:
             history = self.history
             if history is None:
-                from .history import History
+                from ..history import History
 
                 history = self.history = History(self.vault)
             history.add_texts([final], kind=kind, source="draft", metadata={"draft_id": row_id, "mode": draft.mode})

@@ -227,7 +227,7 @@ def describe_adapter(info: Any) -> str:
 
 
 def describe_progress(state: Any) -> str:
-    """One line for a :class:`localpers.train.TrainProgress`."""
+    """One line for a :class:`localpers.writing.train.TrainProgress`."""
     if state.phase == "playback":
         return f"writing an instruction for each text: {state.step}/{state.total_steps}"
     if state.phase == "training":

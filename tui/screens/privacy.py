@@ -11,6 +11,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Button, DataTable, Static
 
+from localpers.vault import export_jsonl, write_backup
+
 from ..widgets import cell, human_bytes, relative_day, split_width
 from .base import TaskScreen, vault_work
 from .dialogs import ConfirmScreen, PathScreen
@@ -161,10 +163,10 @@ class PrivacyScreen(TaskScreen):
         target = Path(path).expanduser()
         try:
             if plaintext:
-                n = vault.export_jsonl(target)
+                n = export_jsonl(vault, target)
                 message = f"Exported {n} records to {target}. It is plain text: keep it safe or delete it."
             else:
-                written = vault.backup(target)
+                written = write_backup(vault, target)
                 message = f"Encrypted backup written to {written}."
         except Exception as exc:
             self.report(exc, "Exporting" if plaintext else "Backing up")

@@ -16,6 +16,8 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, LoadingIndicator, OptionList, Static, Tab, Tabs
 from textual.widgets.option_list import Option
 
+from localpers.session import MIN_PASSPHRASE, open_vault
+
 from ..widgets import passphrase_strength
 
 if TYPE_CHECKING:
@@ -175,8 +177,8 @@ class UnlockScreen(Screen):
             return
         if self.creating:
             confirm = self.query_one("#confirm", Input).value
-            if len(passphrase) < 8:
-                self.notify("Choose a passphrase of at least 8 characters; a few unrelated words work well.",
+            if len(passphrase) < MIN_PASSPHRASE:
+                self.notify(f"Choose a passphrase of at least {MIN_PASSPHRASE} characters; a few unrelated words work well.",
                             severity="error")
                 return
             if confirm != passphrase:
@@ -206,7 +208,7 @@ class UnlockScreen(Screen):
         app = self.localpers
         try:
             if user is None:
-                vault = Vault.open_demo(home=app.users_root)
+                vault = open_vault(None, None, home=app.users_root)
             elif create:
                 vault = Vault.create(user, passphrase or "", home=app.users_root, kdf_seconds=app.kdf_seconds)
             else:

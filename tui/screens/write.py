@@ -63,7 +63,7 @@ class WriteScreen(TaskScreen):
     def __init__(self) -> None:
         super().__init__()
         self.generating: threading.Event | None = None  # set it to stop the running generation
-        self.current: Any = None  # the draft being shown (a localpers.write.Draft)
+        self.current: Any = None  # the draft being shown (a localpers.writing.writer.Draft)
         self.attempt = 0
         self.tokens = 0
         self.handled_keys: list[tuple[str, float]] = []  # (action, monotonic time), for responsiveness checks
