@@ -89,7 +89,7 @@ def compare_loops(result, n_examples: int, rounds: int) -> dict:
     """
     import torch
 
-    from localpers.train import _lora_state, encode, response_loss, training_model
+    from localpers.writing.train import _lora_state, encode, response_loss, training_model
 
     recipe, tokenizer = result.recipe, result.tokenizer
     samples = result.samples[:n_examples]
@@ -131,11 +131,11 @@ def compare_loops(result, n_examples: int, rounds: int) -> dict:
 
 
 def run_user(name: str, other_heldout: list[str], args, engine, playback_engine, embedder) -> dict:
-    from localpers import playback as pb
+    from localpers.writing import playback as pb
     from localpers.history import History
-    from localpers.train import TrainConfig, collect_texts, train_adapter
+    from localpers.writing.train import TrainConfig, collect_texts, train_adapter
     from localpers.vault import Vault
-    from localpers.write import Writer
+    from localpers.writing.writer import Writer
 
     train_rows, test_rows = load_user(name)
     if args.quick:

@@ -82,7 +82,7 @@ def main() -> None:
     from localpers.llm import Engine
     from localpers.serve import LocalServer, Service, create_app
     from localpers.vault import Vault
-    from localpers.write import Writer
+    from localpers.writing.writer import Writer
 
     vault = Vault.create("bench", "bench passphrase", kdf_seconds=0)
     History(vault).add_texts(TEXTS, kind="email")
