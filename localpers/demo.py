@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any
 from .catalog import Catalog
 from .history import History
 from .profile import set_fact, set_interests, set_profile
-from .recommend import seed_demo_feedback
+from .feedback import record_feedback
 from .vault import DAY, DEMO_PASSPHRASE, DEMO_USER, Vault
 
 DEMO_DATA = Path(__file__).parent / "demo_data"
@@ -107,3 +108,17 @@ def populate(vault: Vault, *, now: float | None = None, embedder: Any = None) ->
     for name, value in DEMO_FACTS.items():
         set_fact(vault, name, value)
     return {"texts": added, "ratings": ratings, "catalog": catalog.name}
+
+
+def seed_demo_feedback(vault: Vault, catalog: Catalog) -> int:
+    """Record the bundled demo ratings (``demo_data/ratings.csv``) for a demo vault; returns how many."""
+    path = DEMO_DATA / "ratings.csv"
+    count = 0
+    with open(path, encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if catalog.get(row["item"]) is None:
+                continue
+            value = float(row["value"]) if row.get("value") else None
+            record_feedback(vault, catalog, row["item"], row["signal"], value)
+            count += 1
+    return count

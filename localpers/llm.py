@@ -122,6 +122,7 @@ class Engine:
         llama.cpp reads the file while loading and keeps the weights in memory, so the
         file may be deleted (or was a memfd) as soon as this returns.
         """
+        # deferred: llama.cpp takes about a second to import; `import localpers.llm` stays light
         import llama_cpp
 
         with self.lock:
@@ -133,6 +134,7 @@ class Engine:
             self._adapters[name] = _LoadedAdapter(Path(path), handle, scale)
 
     def unload_adapter(self, name: str) -> None:
+        # deferred: llama.cpp takes about a second to import; `import localpers.llm` stays light
         import llama_cpp
 
         with self.lock:
@@ -201,6 +203,7 @@ class Engine:
 
     def _sampling(self, *, temperature: float, top_p: float, top_k: int, repeat_penalty: float,
                   stop: list[str] | None, schema: dict | None, grammar: str | None, seed: int | None) -> dict:
+        # deferred: llama.cpp takes about a second to import; `import localpers.llm` stays light
         import llama_cpp
 
         kwargs: dict[str, Any] = dict(temperature=temperature, top_p=top_p, top_k=top_k,
@@ -259,6 +262,7 @@ class Engine:
 
     def _hold_back_end(self, n_prompt: int, min_tokens: int) -> Any:
         """A logits processor that forbids end-of-text tokens until ``min_tokens`` were generated."""
+        # deferred: llama.cpp takes about a second to import; `import localpers.llm` stays light
         import llama_cpp
 
         if self._end_tokens is None:
@@ -287,6 +291,7 @@ class Engine:
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         """The prompt text the model's chat template makes of ``messages``."""
+        # deferred: llama.cpp takes about a second to import; `import localpers.llm` stays light
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         template = self.llm.metadata.get("tokenizer.chat_template")
@@ -323,6 +328,7 @@ class Engine:
 
     def next_token_logits(self, prompt: str, *, adapter: str | None = None) -> np.ndarray:
         """Logits over the vocabulary for the token after ``prompt`` (used to verify adapters)."""
+        # deferred: llama.cpp takes about a second to import; `import localpers.llm` stays light
         import llama_cpp
 
         with self.lock:
@@ -371,6 +377,7 @@ def _silence_llama_logs() -> None:
     global _log_callback
     if _log_callback is not None:
         return
+    # deferred: llama.cpp takes about a second to import; `import localpers.llm` stays light
     import llama_cpp
 
     @llama_cpp.llama_log_callback
@@ -383,6 +390,7 @@ def _silence_llama_logs() -> None:
 
 def _set_adapters(ctx: Any, adapters: list[_LoadedAdapter]) -> None:
     """Attach exactly ``adapters`` to the context, across llama.cpp API versions."""
+    # deferred: llama.cpp takes about a second to import; `import localpers.llm` stays light
     import llama_cpp
 
     plural = getattr(llama_cpp, "llama_set_adapters_lora", None)

@@ -74,6 +74,7 @@ def _llm_will_log() -> bool:
         return False
     if ctx.params.get("no_log"):
         return False
+    # deferred: llm.cli imports the plugins, this one among them
     from llm.cli import logs_on
 
     return bool(ctx.params.get("log")) or logs_on()

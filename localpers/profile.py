@@ -33,6 +33,10 @@ import re
 from collections import Counter
 from typing import Any
 
+from .errors import LocalpersError
+from .feedback import SignalWeights, read_events
+from .vault import coarse_time
+
 PROFILE = "profile_summary"
 INTERESTS = "interests"
 MAX_PROFILE_CHARS = 2000
@@ -57,8 +61,6 @@ def _feature(vault: Any, name: str) -> dict | None:
 
 
 def _put_feature(vault: Any, name: str, value: Any) -> None:
-    from .vault import coarse_time
-
     row = _feature(vault, name)
     if row is None:
         vault.features.insert({"name": name, "value": value, "updated": coarse_time()})
@@ -109,8 +111,6 @@ def profile_info(vault: Any) -> dict:
 
 def set_profile(vault: Any, text: str) -> None:
     """Store the user's own version of their profile (kept until they change it)."""
-    from .errors import LocalpersError
-
     text = text.strip()
     if len(text) > MAX_PROFILE_CHARS:
         raise LocalpersError(f"the profile is {len(text)} characters; keep it under {MAX_PROFILE_CHARS}")
@@ -159,9 +159,7 @@ def build_profile(vault: Any, *, catalog: Any = None, engine: Any = None, max_ti
     ideally the instruct model) the lines are rephrased as prose, and the template is
     kept whenever the rephrasing drops the user's top tastes.
     """
-    from .recommend import RecommenderConfig, read_events
-
-    cfg = RecommenderConfig()
+    cfg = SignalWeights()
     events = read_events(vault)
     info: dict[str, dict] = {}
     for row in vault.interactions.rows(columns=["item", "metadata"]):
@@ -224,6 +222,7 @@ def _writing_summary(vault: Any, limit: int = 300) -> str:
         "select kind, count(*) n from items group by kind order by n desc")}
     if not kinds:
         return ""
+    # deferred: scikit-learn takes seconds to import; only the interest summary needs its stop words
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     docs: Counter = Counter()

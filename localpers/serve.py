@@ -67,6 +67,8 @@ from starlette.routing import Route
 
 from . import models
 from .errors import LocalpersError
+from .vault import coarse_time
+from .writing.writer import Writer
 
 WRITER_MODEL = "localpers"
 DEFAULT_PORT = 8723
@@ -298,8 +300,6 @@ class Service:
 
     def __init__(self, vault: Any, writer: Any = None, *, queue_size: int = DEFAULT_QUEUE) -> None:
         if writer is None:
-            from .writing.writer import Writer
-
             writer = Writer(vault)
         self.vault, self.writer, self.engine = vault, writer, writer.engine
         self.base_model = _model_name(self.engine.model_path)
@@ -393,8 +393,6 @@ class Service:
 
     def record(self, job: Job, usage: Usage) -> None:
         """One sealed ledger entry per request: time, client, model, token counts; never the text."""
-        from .vault import coarse_time
-
         row = {"time": coarse_time(), "purpose": "api request", "recipient": job.client or "unnamed client",
                "revealed": {}, "withheld": [], "steps": [],
                "decision": {"name": "api request", "label": job.model, "endpoint": job.endpoint,
@@ -714,8 +712,6 @@ def serve(vault: Any, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, allo
 
     ``announce`` receives the lines for the person who started it (the token among them).
     """
-    import uvicorn
-
     check_host(host, allow_remote=allow_remote)
     user_dir = vault.path.parent
     if running_server(user_dir) is not None:

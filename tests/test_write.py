@@ -14,7 +14,8 @@ from localpers.errors import LocalpersError
 from localpers.history import History
 from localpers.llm import Engine
 from localpers.vault import Vault
-from localpers.writing.writer import Writer, adapter_readiness, readiness_message, retrieve, style_summary
+from localpers.writing.context import adapter_readiness, readiness_message, retrieve, style_summary
+from localpers.writing.writer import Writer
 
 TEXTS = [
     "Hi Jonas,\n\nCould you send me the slides from Tuesday's workshop? I want to reuse the chart.\n\nCheers,\nMara",

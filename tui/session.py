@@ -132,7 +132,7 @@ class Session:
     def training_data(self) -> dict:
         """How much there is to learn from, and what training would cost here."""
         from localpers.writing.train import TrainConfig, collect_texts, estimate_training
-        from localpers.writing.writer import adapter_readiness
+        from localpers.writing.context import adapter_readiness
 
         config = self.train_config or TrainConfig()
         texts = collect_texts(self.vault, config.kinds, config.max_text_chars)
@@ -146,7 +146,7 @@ class Session:
     def readiness(self) -> tuple[int, int]:
         """``(texts the user wrote, texts still needed for an adapter)``: a quick count, no decryption."""
         from localpers.writing.train import TrainConfig
-        from localpers.writing.writer import adapter_readiness
+        from localpers.writing.context import adapter_readiness
 
         return adapter_readiness(self.vault, min_texts=(self.train_config or TrainConfig()).recipe().min_texts)
 

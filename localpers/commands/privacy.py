@@ -152,6 +152,7 @@ def decide(name: str | None, user: str | None, delta: float, public: tuple[str, 
 
 def _breast_cancer_demo(row: int, model_kind: str, delta: float, public: tuple[str, ...], costs: dict[str, float]):
     """Fit on 80% of the bundled breast-cancer data and disclose for one held-out patient."""
+    # deferred: scikit-learn takes seconds to import; only this demo needs it
     from sklearn.datasets import load_breast_cancer
     from sklearn.ensemble import GradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression

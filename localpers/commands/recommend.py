@@ -216,7 +216,8 @@ def _open_catalog(name: str | None, vault: object) -> object:
     from ..catalog import Catalog
 
     if name is None and not Catalog.names() and getattr(vault, "is_demo", False):
-        from ..recommend import read_events, seed_demo_feedback
+        from ..demo import seed_demo_feedback
+        from ..recommend import read_events
 
         catalog = Catalog.demo()
         if not read_events(vault, catalog.name):

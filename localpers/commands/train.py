@@ -54,7 +54,7 @@ class _Line:
 def _status(vault: Any) -> None:
     from ..writing import adapter
     from ..writing.train import checkpoint_step
-    from ..writing.writer import adapter_readiness
+    from ..writing.context import adapter_readiness
 
     have, needed = adapter_readiness(vault)
     info = adapter.installed(vault)

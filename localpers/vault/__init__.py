@@ -22,11 +22,11 @@ from .backup import export_jsonl, read_header, restore_backup, write_backup
 from .files import LOCK_FILE, plaintext_file
 from .keys import MIN_PASSPHRASE, check_new_passphrase
 from .sealed import (CACHE_KINDS, DAY, DRAFT_MODES, ITEM_KINDS, OTHER, SIGNALS, SOURCE_TYPES, TABLES, SealedTable, Table,
-                     clear_word, coarse_time)
+                     WRITTEN_KINDS, clear_word, coarse_time)
 from .store import DEMO_PASSPHRASE, DEMO_USER, SCHEMA_VERSION, VAULT_FILE, Vault
 
 __all__ = [
     "CACHE_KINDS", "DAY", "DEMO_PASSPHRASE", "DEMO_USER", "DRAFT_MODES", "ITEM_KINDS", "LOCK_FILE", "MIN_PASSPHRASE", "OTHER",
-    "SCHEMA_VERSION", "SIGNALS", "SOURCE_TYPES", "TABLES", "VAULT_FILE", "SealedTable", "Table", "Vault",
+    "SCHEMA_VERSION", "SIGNALS", "SOURCE_TYPES", "TABLES", "VAULT_FILE", "WRITTEN_KINDS", "SealedTable", "Table", "Vault",
     "check_new_passphrase", "clear_word", "coarse_time", "export_jsonl", "plaintext_file", "read_header", "restore_backup", "write_backup",
 ]

@@ -78,6 +78,7 @@ def unwrap(meta: dict[str, str], user: str, passphrase: str) -> bytes:
 def keyring_module() -> Any:
     """The ``keyring`` package when it is installed and has a usable backend, else None."""
     try:
+        # deferred: the OS keyring backends load only when a vault uses them
         import keyring
         from keyring.backends import fail
     except ImportError:

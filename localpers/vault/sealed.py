@@ -60,6 +60,8 @@ ITEM_KINDS = frozenset({"email", "note", "message", "post", "text", "document", 
                         "review", "letter", "journal", "comment", "rating", OTHER})
 SOURCE_TYPES = frozenset({"mbox", "maildir", "eml", "notes", "jsonl", "csv", "demo", "draft", "text", "api", OTHER})
 SIGNALS = frozenset({"like", "dislike", "not_interested", "rating", "read", "click", "interaction", OTHER})
+# The kinds a user wrote themselves: what training, examples and the style summary read.
+WRITTEN_KINDS = ("email", "note", "message", "post", "text", "document")
 DRAFT_MODES = frozenset({"compose", "reply", "rewrite", "continue", OTHER})
 CACHE_KINDS = frozenset({"embedding", "instruction", "interest-vector", "stat", OTHER})
 

@@ -25,16 +25,16 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .. import models
-from ..adapters import Recipe, load_recipe
+from ..adapters import Recipe
 from ..errors import LocalpersError
 from ..vault import plaintext_file
 
@@ -111,6 +111,7 @@ class AdapterInfo:
 
 def lora_pairs(peft_model: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{module name: (A [rank, n_in], B [n_out, rank])}`` of a peft model, as float32 arrays."""
+    # deferred: peft imports torch and transformers (seconds)
     from peft import get_peft_model_state_dict
 
     state = get_peft_model_state_dict(peft_model)
@@ -134,6 +135,7 @@ def export_gguf(peft_model: Any, recipe: Recipe, *, base_model_id: str = "") -> 
     ``<base>.lora_b`` holds B as [n_out, rank]; the scale alpha/rank comes from
     ``adapter.lora.alpha`` and the rank (A's row count), as peft computes it.
     """
+    # deferred: gguf loads only when an adapter is exported
     import gguf
 
     config = next(iter(peft_model.peft_config.values())) if hasattr(peft_model, "peft_config") else None
@@ -166,8 +168,7 @@ def export_gguf(peft_model: Any, recipe: Recipe, *, base_model_id: str = "") -> 
 
 def peft_logits(model: Any, tokenizer: Any, prompt: str, *, adapter: bool = True) -> np.ndarray:
     """Next-token logits of ``prompt`` from the (peft) model, with or without its adapter."""
-    import contextlib
-
+    # deferred: torch takes seconds to import; only verification needs it
     import torch
 
     ids = torch.tensor([tokenizer(prompt).input_ids])
@@ -195,8 +196,7 @@ def verify(engine: Any, gguf_bytes: bytes, peft_model: Any, tokenizer: Any, prob
     ratio (see :class:`Verification`) is <= ``max_error_ratio``. An adapter file llama.cpp
     refuses fails too.
     """
-    import numpy.linalg as la
-
+    la = np.linalg
     name = f"verify-{hashlib.sha256(gguf_bytes).hexdigest()[:12]}"
     correlations, ratios, effects = [], [], []
     with plaintext_file(gguf_bytes) as path:
@@ -343,24 +343,3 @@ def install_verified(vault: Any, gguf_bytes: bytes, peft_model: Any, tokenizer: 
               "error_ratio": round(check.error_ratio, 3), "effect_correlation": round(check.effect_correlation, 4)}
     return install(vault, gguf_bytes, recipe=recipe, base_model_id=base_id, n_texts=n_texts, scores=scores,
                    extra=extra)
-
-
-def install_trained(vault: Any, result: Any, *, engine: Any = None,
-                    progress: Callable[[Any], None] | None = None) -> AdapterInfo:
-    """Export a :class:`~localpers.writing.train.TrainResult`'s model, verify it, and install it (see :func:`install_verified`)."""
-    from ..llm import Engine
-    from .train import TrainProgress
-
-    tell = progress or (lambda p: None)
-    recipe = result.recipe or load_recipe("gemma3-270m")
-    engine = engine or Engine.shared(recipe.name)
-    tell(TrainProgress("exporting", result.steps, result.total_steps, message="writing the GGUF adapter"))
-    data = export_gguf(result.model, recipe, base_model_id=models.model_id(engine.model_path))
-    tell(TrainProgress("verifying", result.steps, result.total_steps,
-                       message="checking llama.cpp and peft agree on the adapter"))
-    scores = {"base_heldout_loss": result.base_heldout_loss, "heldout_loss": result.heldout_loss,
-              "steps": result.steps, "train_tokens": result.train_tokens}
-    return install_verified(vault, data, result.model, result.tokenizer, engine, recipe=recipe,
-                            n_texts=result.n_texts, scores=scores,
-                            extra={"n_train": result.n_train, "n_heldout": result.n_heldout,
-                                   "playback": result.playback_sources})

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LocalpersError
+from ..llm import Engine
 
 PLAYBACK_VERSION = "1"  # part of the cache key: bump when the prompt or the checks change
 
@@ -332,8 +333,6 @@ def playback(vault: Any, items: Iterable[Any], engine: Any = None, *, config: Pl
             out[i] = found
         else:
             if engine is None:
-                from ..llm import Engine
-
                 engine = Engine.shared(config.model)
             out[i] = make_instruction(text, engine, subject=subject, config=config, seed=i * 7)
             made += 1
