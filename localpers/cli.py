@@ -11,28 +11,18 @@ from __future__ import annotations
 import importlib
 import sqlite3
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from . import __version__
 from .errors import LocalpersError
+from .text import one_line  # noqa: F401  (the CLI's one-line errors; importable from here)
 
 if TYPE_CHECKING:
     from .vault import Vault
 
 COMMAND_MODULES = ["user", "models", "history", "train", "write", "recommend", "privacy", "tui", "serve"]
-
-
-def one_line(message: str) -> str:
-    """A message safe to print as one terminal line: newlines folded, control bytes escaped.
-
-    >>> one_line("bad\\x00data\\x1b[2J\\nin two lines")
-    'bad\\\\x00data\\\\x1b[2J in two lines'
-    """
-    folded = " ".join(message.split("\n"))
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in folded)
 
 
 class Group(click.Group):
@@ -78,13 +68,6 @@ def main() -> None:
     Everything personal stays on this machine, encrypted. Data lives in
     $LOCALPERS_HOME (default: your user data directory).
     """
-
-
-# Options every command that opens a vault shares.
-def user_options(fn: Callable) -> Callable:
-    fn = click.option("--user", "-u", envvar="LOCALPERS_USER", default=None,
-                      help="Whose vault to open (default: the demo profile, or default_user in config.toml).")(fn)
-    return fn
 
 
 def open_vault(user: str | None) -> Vault:

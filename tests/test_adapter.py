@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from localpers.writing import adapter, models
+from localpers import models
+from localpers.writing import adapter
 from localpers.adapters import available, load_recipe, recipe_for_model
 from localpers.errors import LocalpersError
 from localpers.llm import Engine

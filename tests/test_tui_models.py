@@ -14,7 +14,7 @@ import time
 import pytest
 
 from localpers.tui import LocalpersApp
-from tui_support import copy_demo_home, notifications, send_key, unlocked, wait_for
+from tui_support import copy_demo_home, notifications, record_actions, send_key, unlocked, wait_for
 
 pytestmark = pytest.mark.model
 
@@ -134,13 +134,14 @@ async def test_keys_are_handled_quickly_while_a_draft_is_generated(demo_home):
         await _start_long_draft(pilot, screen)
         await wait_for(pilot, lambda: len(screen.query_one("#draft").text) > 0, timeout=120, step=0.01)
         latencies = []
+        handled_keys = record_actions(screen, "toggle_examples")
         at_start = len(screen.query_one("#draft").text)
         while screen.generating is not None and len(latencies) < 8:
-            before = len(screen.handled_keys)
+            before = len(handled_keys)
             pressed = send_key(pilot, "ctrl+b")
-            await wait_for(pilot, lambda: len(screen.handled_keys) > before, timeout=10, step=0.002)
+            await wait_for(pilot, lambda: len(handled_keys) > before, timeout=10, step=0.002)
             if screen.generating is not None:  # only count keys handled while the worker was still writing
-                latencies.append(screen.handled_keys[-1][1] - pressed)
+                latencies.append(handled_keys[-1][1] - pressed)
                 grown = len(screen.query_one("#draft").text)
             await pilot.pause(0.05)
         await pilot.press("escape")
@@ -181,10 +182,11 @@ async def test_training_cancels_resumes_and_keeps_the_ui_responsive(demo_home):
         assert screen.query_one("#train").disabled and not screen.query_one("#cancel").disabled
 
         latencies = []  # keys while the worker plays back texts with the instruct model
+        handled_keys = record_actions(screen, "toggle_adapter")
         for _ in range(5):
             pressed = time.monotonic()
             await pilot.press("s")
-            latencies.append(screen.handled_keys[-1][1] - pressed)
+            latencies.append(handled_keys[-1][1] - pressed)
             await pilot.pause(0.05)
 
         await pilot.press("c")
@@ -218,7 +220,8 @@ async def test_training_cancels_resumes_and_keeps_the_ui_responsive(demo_home):
 def demo_home_with_adapter(demo_home):
     """The demo profile with a real GGUF LoRA adapter installed: freshly initialised, so it leaves the base
     model's output unchanged, stored with the held-out scores a training run would record."""
-    from localpers.writing import adapter, models
+    from localpers import models
+    from localpers.writing import adapter
     from localpers.adapters import load_recipe
     from localpers.writing.train import attach_lora, load_base
     from localpers.demo import open_demo

@@ -83,6 +83,24 @@ async def unlocked(pilot: Any, timeout: float = 120.0) -> None:
     await pilot.pause()
 
 
+def record_actions(screen: Any, *names: str) -> list[tuple[str, float]]:
+    """Record ``(action, time.monotonic())`` each time one of the screen's ``action_<name>`` methods runs.
+
+    Textual looks a key binding's action up on the screen object, so wrapping the method on this
+    instance times every key the app handles, without a hook in the product code.
+    """
+    handled: list[tuple[str, float]] = []
+    for name in names:
+        method = getattr(screen, f"action_{name}")
+
+        def timed(*args: Any, _name: str = name, _method: Callable = method, **kwargs: Any) -> Any:
+            handled.append((_name, time.monotonic()))
+            return _method(*args, **kwargs)
+
+        setattr(screen, f"action_{name}", timed)
+    return handled
+
+
 def screen_text(app: Any) -> str:
     """What the terminal shows right now, as plain text."""
     from rich.console import Console

@@ -64,7 +64,7 @@ class LocalpersCommands(Provider):
             for mode, key, title in TASKS:
                 commands.append((f"Go to {title}", f"Open the {title} screen ({key})", partial(app.goto, mode)))
             for mode, screen_cls in TASK_SCREENS.items():
-                for name, help_text, action in screen_cls.PALETTE:
+                for name, help_text, action in screen_cls.palette():
                     commands.append((name, help_text, partial(app.run_on_screen, mode, action)))
             commands.append(("Lock", "Close this vault and go back to the unlock screen (Ctrl+L)", app.action_lock))
         commands.append(("Help: keys", "List every key binding (F1)", app.action_help))

@@ -9,11 +9,10 @@ import math
 import click
 
 from ..errors import LocalpersError
+from .options import user_option
 
 DEMO_DECISION = "breast-cancer-demo"
 
-user_option = click.option("--user", "-u", envvar="LOCALPERS_USER", default=None,
-                           help="Whose vault to open (default: the demo profile, or default_user in config.toml).")
 
 
 @click.group()

@@ -24,11 +24,9 @@ import click
 
 from ..errors import LocalpersError
 from .progress import Progress
+from .options import user_option
 
 FEEDBACK = ["like", "dislike", "not-interested", "rating", "read", "click"]
-# The same --user option as localpers.cli.user_options, defined here so this module imports on its own.
-user_option = click.option("--user", "-u", envvar="LOCALPERS_USER", default=None,
-                           help="Whose vault to open (default: the demo profile, or default_user in config.toml).")
 
 
 def _catalog_name(path: Path) -> str:

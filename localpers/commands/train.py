@@ -22,9 +22,8 @@ from typing import Any
 import click
 
 from ..errors import LocalpersError
+from .options import user_option
 
-user_options = click.option("--user", "-u", envvar="LOCALPERS_USER", default=None,
-                            help="Whose vault (default: default_user in config.toml, else the demo profile).")
 
 
 class _Line:
@@ -72,7 +71,7 @@ def _status(vault: Any) -> None:
 
 
 @click.command()
-@user_options
+@user_option
 @click.option("--steps", type=click.IntRange(1), default=None, help="Optimizer steps (default: the recipe's epochs).")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Passes over the texts.")
 @click.option("--max-length", type=click.IntRange(32, 4096), default=None, help="Tokens per example.")

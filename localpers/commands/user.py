@@ -24,9 +24,9 @@ from pathlib import Path
 import click
 
 from ..errors import LocalpersError
+from ..text import human_bytes
+from .options import user_option
 
-user_option = click.option("--user", "-u", envvar="LOCALPERS_USER", default=None,
-                           help="Whose vault (default: default_user in config.toml, else the demo profile).")
 
 
 def _new_passphrase(env: str, what: str) -> str:
@@ -41,16 +41,6 @@ def _open(user: str | None):  # -> Vault
     from ..cli import open_vault
 
     return open_vault(user)
-
-
-def _size(n: float) -> str:
-    """Bytes for people: 812 B, 3.4 MiB."""
-    unit = "B"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            break
-        n /= 1024
-    return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
 
 
 @click.group(name="user")
@@ -94,7 +84,7 @@ def list_users() -> None:
         folder = users_dir() / name
         size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name.startswith(VAULT_FILE))
         marks = [m for m, on in (("default", name == default), ("demo", name == "demo")) if on]
-        click.echo(f"{name:<20} {_size(size):>10}  {', '.join(marks)}".rstrip())
+        click.echo(f"{name:<20} {human_bytes(size, iec=True):>10}  {', '.join(marks)}".rstrip())
 
 
 @user_group.command()
@@ -180,7 +170,7 @@ def backup(path: Path, user: str | None) -> None:
 
     with _open(user) as vault:
         written = write_backup(vault, path)
-    click.echo(f"Wrote an encrypted backup of {vault.user} to {written} ({_size(written.stat().st_size)}).")
+    click.echo(f"Wrote an encrypted backup of {vault.user} to {written} ({human_bytes(written.stat().st_size, iec=True)}).")
 
 
 @user_group.command()

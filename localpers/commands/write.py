@@ -16,13 +16,12 @@ import sys
 import click
 
 from ..adapters import MODES
+from .options import user_option
 
-user_options = click.option("--user", "-u", envvar="LOCALPERS_USER", default=None,
-                            help="Whose vault (default: default_user in config.toml, else the demo profile).")
 
 
 @click.command()
-@user_options
+@user_option
 @click.argument("instruction", required=False, default="")
 @click.option("--mode", type=click.Choice(MODES), default="compose", show_default=True,
               help="compose from the instruction, reply to a message, rewrite or continue a draft.")

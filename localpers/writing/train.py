@@ -64,6 +64,7 @@ from ..errors import LocalpersError
 from ..history import History
 from ..llm import Engine
 from ..paths import default_threads, models_dir
+from ..text import clock_duration as format_seconds
 from .adapter import AdapterInfo, export_gguf, install_verified
 from .context import CHECKPOINT_BLOB, WRITTEN_KINDS, adapter_readiness, retrieve, style_summary
 from .playback import PlaybackConfig, cached_instruction, playback
@@ -190,13 +191,6 @@ class Sample:
     text: str
     instruction: str
     examples: list[str] = field(default_factory=list)
-
-
-def format_seconds(s: float | None) -> str:
-    if s is None:
-        return "?"
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
 
 
 # ---------------------------------------------------------------------- the base model

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from typing import Any
 
 from textual import on
@@ -36,17 +35,17 @@ class AdapterScreen(TaskScreen):
         Binding("s", "toggle_adapter", "Adapter on/off"),
         Binding("r", "refresh_info", "Refresh", show=False),
     ]
+    # The command palette's entries: (name, help, action); the key comes from BINDINGS.
     PALETTE = [
-        ("Train the adapter", "Adapter: learn your style from your texts (t)", "train"),
-        ("Cancel training", "Adapter: stop and keep a checkpoint to resume from (c)", "cancel_training"),
-        ("Resume training", "Adapter: continue from the last checkpoint (u)", "resume"),
-        ("Switch the adapter on or off", "Adapter: compare drafts with and without it (s)", "toggle_adapter"),
+        ("Train the adapter", "Adapter: learn your style from your texts", "train"),
+        ("Cancel training", "Adapter: stop and keep a checkpoint to resume from", "cancel_training"),
+        ("Resume training", "Adapter: continue from the last checkpoint", "resume"),
+        ("Switch the adapter on or off", "Adapter: compare drafts with and without it", "toggle_adapter"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.training: threading.Event | None = None  # set it to cancel the running training
-        self.handled_keys: list[tuple[str, float]] = []  # (action, monotonic time), for responsiveness checks
         self.last_progress: Any = None
         self.resumable = False  # a cancelled run (or a saved checkpoint) can go on
 
@@ -116,12 +115,10 @@ class AdapterScreen(TaskScreen):
 
     @on(Button.Pressed, "#train")
     def action_train(self) -> None:
-        self.handled_keys.append(("train", time.monotonic()))
         self._start(resume=False)
 
     @on(Button.Pressed, "#resume")
     def action_resume(self) -> None:
-        self.handled_keys.append(("resume", time.monotonic()))
         self._start(resume=True)
 
     def _start(self, resume: bool) -> None:
@@ -182,7 +179,6 @@ class AdapterScreen(TaskScreen):
         self.action_cancel_training()
 
     def action_cancel_training(self) -> None:
-        self.handled_keys.append(("cancel", time.monotonic()))
         if self.training is None:
             self.notify("Training is not running.", severity="warning")
             return
@@ -196,7 +192,6 @@ class AdapterScreen(TaskScreen):
     # ------------------------------------------------------------------ on / off
 
     def action_toggle_adapter(self) -> None:
-        self.handled_keys.append(("toggle_adapter", time.monotonic()))
         switch = self.query_one("#use-adapter", Switch)
         if switch.disabled:
             self.notify("There is no adapter yet: train one first (t).", severity="warning")

@@ -42,10 +42,11 @@ class PrivacyScreen(TaskScreen):
         Binding("x", "erase", "Erase user"),
         Binding("r", "refresh_stats", "Refresh"),
     ]
+    # The command palette's entries: (name, help, action); the key comes from BINDINGS.
     PALETTE = [
-        ("Back up the vault (encrypted)", "Privacy: write an encrypted backup file (b)", "backup"),
-        ("Export everything as plain text", "Privacy: decrypted JSON Lines, for you to keep (e)", "export"),
-        ("Erase this user", "Privacy: delete the vault for good (x)", "erase"),
+        ("Back up the vault (encrypted)", "Privacy: write an encrypted backup file", "backup"),
+        ("Export everything as plain text", "Privacy: decrypted JSON Lines, for you to keep", "export"),
+        ("Erase this user", "Privacy: delete the vault for good", "erase"),
     ]
 
     def compose_body(self) -> ComposeResult:
