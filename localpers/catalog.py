@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlite_utils
@@ -59,6 +59,9 @@ from .embed import Embedder
 from .errors import LocalpersError
 from .index import VectorIndex
 from .paths import data_dir, private_dir, private_file
+
+if TYPE_CHECKING:
+    from .vault import Vault
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,59}$")
 TEXT_FIELDS = ("text", "description", "summary", "overview", "abstract", "body")
@@ -372,7 +375,7 @@ class Catalog:
         return catalog
 
     @staticmethod
-    def remembered(vault: Any) -> str | None:
+    def remembered(vault: Vault) -> str | None:
         """The catalog this vault's user last chose to get recommendations from, or None.
 
         Which catalog someone uses says something about them, so the pick is sealed in their vault.
@@ -381,7 +384,7 @@ class Catalog:
         return data.decode("utf-8") if data else None
 
     @staticmethod
-    def remember(vault: Any, name: str) -> None:
+    def remember(vault: Vault, name: str) -> None:
         """Make catalog ``name`` this vault's user's pick (see :meth:`find`)."""
         vault.put_blob(CHOICE_BLOB, name.encode("utf-8"))
 

@@ -67,6 +67,9 @@ from .feedback import (EXPLICIT, SIGNALS, Event, SignalWeights, Taste, normalize
 from .profile import interest_facts, interest_text, set_fact
 from .vault import coarse_time
 
+if TYPE_CHECKING:
+    from .vault import Vault
+
 if TYPE_CHECKING:  # pragma: no cover
     from .disclosure import FactSelection
 
@@ -246,7 +249,7 @@ class Recommender:
 
     # ------------------------------------------------------------------ histories
 
-    def taste(self, vault: Any, *, interests: str | None = None) -> Taste:
+    def taste(self, vault: Vault, *, interests: str | None = None) -> Taste:
         """The user's interactions with this catalog (oldest first) and their interest text."""
         self._load()
         events = read_events(vault, self.catalog.name)
@@ -258,7 +261,7 @@ class Recommender:
             history.interest_vector = self._interest_vector(text, vault)
         return history
 
-    def _interest_vector(self, text: str, vault: Any = None) -> np.ndarray:
+    def _interest_vector(self, text: str, vault: Vault = None) -> np.ndarray:
         # Embedding a text costs tens of milliseconds; the result is personal, so it is cached sealed.
         key = vault.keyed_hash(f"{self.catalog.embedding_model()}|{text}", "interest-vector") if vault else None
         if key is not None:
@@ -467,7 +470,7 @@ class Recommender:
         row = scores.weights.getrow(0)
         return [self._explain(scores, history, row, k, exploring) for k, exploring in picks]
 
-    def recommend(self, vault: Any, n: int = 10, *, kinds: Iterable[str] | None = None,
+    def recommend(self, vault: Vault, n: int = 10, *, kinds: Iterable[str] | None = None,
                   tags: Iterable[str] | None = None, interests: str | None = None, engine: Any = None,
                   use_profile: bool = True) -> Recommendations:
         """Recommend ``n`` items to the owner of ``vault``.
@@ -504,7 +507,7 @@ class Recommender:
         dated = [f for f in fits if f != 0]
         return round(sum(f > 0 for f in dated) / len(dated), 3) if len(dated) >= MIN_DATED_LIKES else None
 
-    def profile_facts(self, vault: Any, history: Taste, *, public: Iterable[str] = (),
+    def profile_facts(self, vault: Vault, history: Taste, *, public: Iterable[str] = (),
                       record: bool = True) -> "FactSelection | None":
         """Choose the profile facts for this request and settle ``history.era`` from them.
 
@@ -588,7 +591,7 @@ def item_year(item: Item) -> int | None:
     return None
 
 
-def _record_once_a_day(vault: Any, chosen: "FactSelection") -> int:
+def _record_once_a_day(vault: Vault, chosen: "FactSelection") -> int:
     """The ledger entry for this choice: today's identical one if there is one, else a new one."""
     revealed = json.loads(json.dumps(chosen.used, default=str))
     for entry in ledger_entries(vault, since=coarse_time()):

@@ -56,7 +56,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import uvicorn
@@ -69,6 +69,9 @@ from . import models
 from .errors import LocalpersError
 from .vault import coarse_time
 from .writing.writer import Writer
+
+if TYPE_CHECKING:
+    from .vault import Vault
 
 WRITER_MODEL = "localpers"
 DEFAULT_PORT = 8723
@@ -298,7 +301,7 @@ class Service:
     adapter and retrieval on). ``queue_size`` requests may wait while one runs.
     """
 
-    def __init__(self, vault: Any, writer: Any = None, *, queue_size: int = DEFAULT_QUEUE) -> None:
+    def __init__(self, vault: Vault, writer: Any = None, *, queue_size: int = DEFAULT_QUEUE) -> None:
         if writer is None:
             writer = Writer(vault)
         self.vault, self.writer, self.engine = vault, writer, writer.engine
@@ -706,7 +709,7 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def serve(vault: Any, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, allow_remote: bool = False,
+def serve(vault: Vault, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, allow_remote: bool = False,
           queue_size: int = DEFAULT_QUEUE, announce: Any = print) -> None:
     """Serve ``vault``'s writer until Ctrl+C or ``localpers serve --stop``; then lock the vault.
 

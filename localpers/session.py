@@ -4,26 +4,35 @@ Which vault (the named user, ``default_user`` from ``config.toml``, or the demo)
 ``LOCALPERS_PASSPHRASE``, the OS keyring, or none for the demo) and where the demo's catalog lives are decided
 here once; the CLI and the TUI only ask the person and show the result.
 
+A :class:`Session` then holds what works on the open vault (the engine, the history, the
+writer), each built once, from the configuration read once.
+
 Example::
 
-    >>> from localpers.session import open_vault
+    >>> from localpers.session import Session, open_vault
     >>> vault = open_vault("ada", "a long passphrase")   # doctest: +SKIP
     >>> open_vault(None, None).is_demo                     # no user named: the demo profile   # doctest: +SKIP
     True
+    >>> Session(vault).writer().compose("Thank Tom for the notes.").result()   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .demo import open_demo
 from .errors import LocalpersError, VaultError
-from .paths import Config
+from .history import History
+from .llm import Engine
+from .paths import Config, data_dir
 from .vault import DEMO_USER, MIN_PASSPHRASE, Vault, check_new_passphrase
+from .writing.writer import Writer
 
-__all__ = ["MIN_PASSPHRASE", "check_new_passphrase", "chosen_user", "open_vault", "require_vault", "unlock"]
+__all__ = ["MIN_PASSPHRASE", "Session", "check_new_passphrase", "chosen_user", "open_vault", "require_vault", "unlock"]
 
 def chosen_user(user: str | None, config: Config | None = None) -> str:
     """The user to open: the one named, else ``default_user`` from the config, else the demo profile."""
@@ -64,3 +73,42 @@ def unlock(user: str | None, ask: Callable[[str], str], *, home: Path | None = N
         if not passphrase and not Vault.keyring_unlocks(user, home=home):
             passphrase = ask(user)
     return open_vault(user, passphrase, home=home)
+
+
+class Session:
+    """One open vault and what works on it, each made once and shared (thread-safe to build lazily).
+
+    ``config`` is read once (``Config.load()`` when not given); ``engine_model`` defaults to its writer model
+    and ``home`` (the data folder, where catalogs live) to the usual one.
+    """
+
+    def __init__(self, vault: Vault, *, config: Config | None = None, engine_model: str | None = None,
+                 home: Path | None = None) -> None:
+        self.vault = vault
+        self.config = config or Config.load()
+        self.engine_model = engine_model or self.config.writer_model
+        self.home = home or data_dir()
+        self._lock = threading.RLock()
+        self._history: History | None = None
+        self._writers: dict[tuple, Writer] = {}
+
+    def engine(self) -> Engine:
+        """The writer model (loaded once per process; about a second the first time)."""
+        return Engine.shared(self.engine_model)
+
+    def history(self) -> History:
+        """The user's :class:`~localpers.history.History` (one per session: its index stays loaded)."""
+        with self._lock:
+            if self._history is None:
+                self._history = History(self.vault)
+            return self._history
+
+    def writer(self, *, use_adapter: bool = True, use_examples: bool = True, **options: Any) -> Writer:
+        """A :class:`~localpers.writing.writer.Writer` on this session's engine and history (one per settings)."""
+        key = (use_adapter, use_examples, *sorted(options.items()))
+        with self._lock:
+            if key not in self._writers:
+                self._writers[key] = Writer(self.vault, engine=self.engine(),
+                                            history=self.history() if use_examples else None,
+                                            use_adapter=use_adapter, use_examples=use_examples, **options)
+            return self._writers[key]

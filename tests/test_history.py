@@ -15,21 +15,11 @@ from localpers.history import INDEX_BLOB, History
 from localpers.index import VectorIndex
 from localpers.sources.synthetic import synthetic_mailbox, write_mbox
 from localpers.vault import Vault
+from support import CountingEmbedder
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 PANZA = SHARED / "panza-emails" / "david.jsonl"
 ADA = "ada@example.com"
-
-
-class CountingEmbedder:
-    """The real embedder, counting how many texts it was asked to embed."""
-
-    def __init__(self, inner: Embedder) -> None:
-        self.inner, self.dim, self.name, self.calls = inner, inner.dim, inner.name, 0
-
-    def encode(self, texts, *, batch_size: int = 32):
-        self.calls += len(texts)
-        return self.inner.encode(texts, batch_size=batch_size)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from localpers.recommend import (
     read_events,
     record_feedback,
 )
-from localpers.vault import Vault
 
 THEMES = {
     "vampire": [
@@ -83,13 +82,6 @@ def catalog(tmp_path_factory):
                     pairs.append((f"{theme}{u}", item))
     cat.save_item_model(item_model_from_pairs(pairs, [i for items in THEMES.values() for i, *_ in items], l2=10.0))
     return cat
-
-
-@pytest.fixture
-def vault(tmp_path):
-    v = Vault.create("ada", "correct horse", home=tmp_path / "users", kdf_seconds=0)
-    yield v
-    v.close()
 
 
 def themes(recs):

@@ -41,13 +41,6 @@ def catalog(tmp_path_factory):
     return cat
 
 
-@pytest.fixture
-def vault(tmp_path):
-    v = Vault.create("ada", "correct horse", home=tmp_path / "users", kdf_seconds=0)
-    yield v
-    v.close()
-
-
 def like_all(vault, catalog, items):
     for item_id, *_ in items:
         record_feedback(vault, catalog, item_id, "like")

@@ -126,15 +126,6 @@ def test_catalog_csv_with_common_id_headers_and_column_mapping(home, tmp_path):
         list(read_rows(tmp_path / "shop.csv", {"price": "ean"}))
 
 
-@pytest.fixture
-def vault(tmp_path):
-    from localpers.vault import Vault
-
-    v = Vault.create("ada", "correct horse", home=tmp_path / "users", kdf_seconds=0)
-    yield v
-    v.close()
-
-
 def test_one_rating_scale(home, tmp_path, vault):
     path = tmp_path / "ratings.csv"
     path.write_text("movieId,rating\n1,0.5\n2,4.5\n3,7.0\n4,-1\n")

@@ -572,47 +572,9 @@ def test_stats_count_rows_and_bytes(vault):
 # ---------------------------------------------------------------------- OS keyring
 
 
-class MemoryKeyring:
-    """A stand-in for the OS keyring service (none runs on a CI machine), plugged in through keyring's API."""
-
-    def __new__(cls):
-        import keyring.backend
-
-        class _Backend(keyring.backend.KeyringBackend):
-            priority = 1
-
-            def __init__(self):
-                super().__init__()
-                self.store = {}
-
-            def get_password(self, service, username):
-                return self.store.get((service, username))
-
-            def set_password(self, service, username, password):
-                self.store[(service, username)] = password
-
-            def delete_password(self, service, username):
-                import keyring.errors
-
-                if self.store.pop((service, username), None) is None:
-                    raise keyring.errors.PasswordDeleteError(username)
-
-        return _Backend()
-
-
 def unlock_secrets(backend) -> dict:
     """The keyring's unlock secrets (besides them, each vault mirrors its change counter there)."""
     return {k: v for k, v in backend.store.items() if not k[1].endswith("#counter")}
-
-
-@pytest.fixture
-def os_keyring():
-    keyring = pytest.importorskip("keyring")
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
 
 
 def test_keyring_unlock_round_trip(home, os_keyring):

@@ -20,7 +20,7 @@ import pytest
 
 from localpers.vault.backup import read_backup
 from localpers.errors import WrongPassphrase
-from localpers.vault import Vault, write_backup
+from localpers.vault import Vault
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 

@@ -165,18 +165,6 @@ def test_transactions_undone_leave_the_sums_right(home):
 # ---------------------------------------------------------------------- rollback
 
 
-@pytest.fixture
-def os_keyring():
-    from tests.test_vault import MemoryKeyring
-
-    keyring = pytest.importorskip("keyring")
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
-
-
 def test_rolled_back_file_is_detected_with_the_keyring(home, ada, os_keyring, tmp_path):
     with Vault.open("ada", PASS) as v:
         v.enable_keyring()

@@ -16,14 +16,8 @@ from localpers.llm import Engine
 from localpers.vault import Vault
 from localpers.writing.context import adapter_readiness, readiness_message, retrieve, style_summary
 from localpers.writing.writer import Writer
+from support import MARA_TEXTS as TEXTS
 
-TEXTS = [
-    "Hi Jonas,\n\nCould you send me the slides from Tuesday's workshop? I want to reuse the chart.\n\nCheers,\nMara",
-    "Hi Petra,\n\nThanks for covering the support queue yesterday. I owe you a coffee.\n\nCheers,\nMara",
-    "Hi team,\n\nThe release moves to Friday because the payment tests failed. Keep Thursday free.\n\nCheers,\nMara",
-    "Hi Sam,\n\nI booked the small meeting room for Monday at ten. Bring the budget.\n\nCheers,\nMara",
-    "Hi Lena,\n\nGreat news about the grant! Let's celebrate on Thursday, my treat.\n\nCheers,\nMara",
-]
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App
@@ -40,6 +40,9 @@ from .screens.unlock import UnlockScreen
 from .screens.write import WriteScreen
 from .session import Session
 from .widgets import TASKS
+
+if TYPE_CHECKING:
+    from localpers.vault import Vault
 
 TASK_SCREENS: dict[str, type[TaskScreen]] = {
     "write": WriteScreen,
@@ -165,10 +168,11 @@ class LocalpersApp(App):
 
     # ------------------------------------------------------------------ unlocking
 
-    def unlocked(self, vault: Any) -> None:
+    def unlocked(self, vault: Vault) -> None:
         """A vault is open: start a session and show the Write screen."""
         vault.program = "the app"  # what a CLI command waiting for the vault is told
-        self.session = Session(vault, engine_model=self.engine_model, home=self.home, train_config=self.train_config)
+        self.session = Session(vault, engine_model=self.engine_model, home=self.home, train_config=self.train_config,
+                               config=self.config)
         self.sub_title = "demo profile" if vault.is_demo else vault.user
         self.switch_mode("write")
         # A mode's first screen is mounted after the switch; without a full repaint then,

@@ -206,7 +206,7 @@ def show_cmd(item_id: str, vault: Vault) -> None:
     click.echo(item.content)
 
 
-def _resolve(vault: Any, prefix: str) -> str:
+def _resolve(vault: Vault, prefix: str) -> str:
     if len(prefix) < 6:
         raise LocalpersError("give at least 6 characters of the item id")
     found = vault.items.keys("id like ?", [prefix.replace("%", "").replace("_", "") + "%"])

@@ -17,12 +17,15 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import LocalpersError
 from .options import user_option
+
+if TYPE_CHECKING:
+    from ..vault import Vault
 
 
 
@@ -50,7 +53,7 @@ class _Line:
             self.width = 0
 
 
-def _status(vault: Any) -> None:
+def _status(vault: Vault) -> None:
     from ..writing import adapter
     from ..writing.train import checkpoint_step
     from ..writing.context import adapter_readiness

@@ -44,15 +44,15 @@ def write(user: str | None, instruction: str, mode: str, input_file, no_adapter:
     """
     from ..cli import open_vault
     from ..errors import LocalpersError
-    from ..writing.writer import Writer
+    from ..session import Session
 
     context = input_file.read() if input_file is not None else ""
     if mode != "compose" and not context.strip():
         raise LocalpersError(f"--mode {mode} needs the text to work on: pass --input FILE (or --input - for stdin)")
     vault = open_vault(user)
     try:
-        writer = Writer(vault, use_adapter=not no_adapter, use_examples=not no_examples, use_facts=not no_facts,
-                        max_tokens=max_tokens, temperature=temperature)
+        writer = Session(vault).writer(use_adapter=not no_adapter, use_examples=not no_examples,
+                                       use_facts=not no_facts, max_tokens=max_tokens, temperature=temperature)
         if writer.notice:
             click.echo(writer.notice, err=True)
         draft = writer.write(mode, instruction, context=context)

@@ -45,7 +45,7 @@ from typing import IO, Any
 from . import crypto
 from ..errors import TamperedData, VaultError, WrongPassphrase
 from ..paths import private_dir
-from .files import LOCK_FILE, acquire_lock, fsync_dir, release_lock, remove_db_files, shred
+from .files import LOCK_FILE, acquire_lock, fsync_dir, release_lock, remove_db_files, replace_whole, shred
 from .keys import wrap_aad
 from .sealed import TABLES, coarse_time
 from . import store
@@ -75,23 +75,12 @@ def write_backup(vault: Vault, path: str | Path) -> Path:
     }).encode()
     aead = crypto.cipher(vault.subkey("backup", salt))
     digest = hashlib.sha256(MAGIC + header).digest()
-    tmp = path.with_name(path.name + ".partial")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(MAGIC + struct.pack(">I", len(header)) + header)
-            view = memoryview(data)
-            for i in range(n_chunks):
-                box = crypto.seal(aead, view[i * CHUNK:(i + 1) * CHUNK], aad=_chunk_aad(digest, i))
-                out.write(struct.pack(">I", len(box)) + box)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    with replace_whole(path) as out:
+        out.write(MAGIC + struct.pack(">I", len(header)) + header)
+        view = memoryview(data)
+        for i in range(n_chunks):
+            box = crypto.seal(aead, view[i * CHUNK:(i + 1) * CHUNK], aad=_chunk_aad(digest, i))
+            out.write(struct.pack(">I", len(box)) + box)
     return path
 
 
@@ -252,23 +241,13 @@ def export_jsonl(vault: Vault, path: str | Path, *, include_blobs: bool = False)
     if path.is_dir():
         raise VaultError(f"{path} is a folder; give a file name for the export")
     _check_folder(path, "export")
-    tmp = path.with_name(path.name + ".partial")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(json.dumps({"localpers_export": 1, "user": vault.user, "schema_version": int(vault.meta("schema_version") or 0),
-                                  "exported": int(time.time()), "plaintext": True}) + "\n")
-            for name in TABLES:
-                columns = None if include_blobs or name != "blobs" else ["info"]
-                for row in getattr(vault, name).rows(columns=columns):
-                    out.write(json.dumps({"table": name, "row": _jsonable(row)}, ensure_ascii=False) + "\n")
-                    count += 1
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with replace_whole(path, text=True) as out:
+        out.write(json.dumps({"localpers_export": 1, "user": vault.user, "schema_version": int(vault.meta("schema_version") or 0),
+                              "exported": int(time.time()), "plaintext": True}) + "\n")
+        for name in TABLES:
+            columns = None if include_blobs or name != "blobs" else ["info"]
+            for row in getattr(vault, name).rows(columns=columns):
+                out.write(json.dumps({"table": name, "row": _jsonable(row)}, ensure_ascii=False) + "\n")
+                count += 1
     return count

@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..errors import VaultLocked
 
@@ -130,6 +130,27 @@ except ImportError:  # Windows: one exclusive lock per vault (no shared locks): 
     def _unlock(f: Any) -> None:
         f.seek(0)
         msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+
+
+@contextlib.contextmanager
+def replace_whole(path: Path, *, text: bool = False) -> Iterator[IO[Any]]:
+    """A new 0600 file written beside ``path`` and renamed onto it once complete and on disk.
+
+    Whatever goes wrong while writing, ``path`` is left as it was and the partial file removed.
+    """
+    tmp = path.with_name(path.name + ".partial")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    try:
+        with (os.fdopen(fd, "w", encoding="utf-8") if text else os.fdopen(fd, "wb")) as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
 def fsync_dir(folder: Path) -> None:

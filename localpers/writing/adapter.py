@@ -29,7 +29,7 @@ import contextlib
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from .. import models
 from ..adapters import Recipe
 from ..errors import LocalpersError
 from ..vault import plaintext_file
+
+if TYPE_CHECKING:
+    from ..vault import Vault
 
 ADAPTER_BLOB = "adapter"
 MIN_CORRELATION = 0.99
@@ -231,7 +234,7 @@ def verify(engine: Any, gguf_bytes: bytes, peft_model: Any, tokenizer: Any, prob
 # ---------------------------------------------------------------------- storing and loading
 
 
-def install(vault: Any, gguf_bytes: bytes, *, recipe: Recipe, base_model_id: str, n_texts: int,
+def install(vault: Vault, gguf_bytes: bytes, *, recipe: Recipe, base_model_id: str, n_texts: int,
             scores: dict | None = None, extra: dict | None = None) -> AdapterInfo:
     """Store the adapter sealed in the vault as the user's adapter (replacing the previous one)."""
     if gguf_bytes[:4] != b"GGUF":
@@ -244,7 +247,7 @@ def install(vault: Any, gguf_bytes: bytes, *, recipe: Recipe, base_model_id: str
     return info
 
 
-def installed(vault: Any) -> AdapterInfo | None:
+def installed(vault: Vault) -> AdapterInfo | None:
     """The stored adapter's info, or None when the user has none."""
     raw = vault.blob_info(ADAPTER_BLOB)
     if not raw:
@@ -253,7 +256,7 @@ def installed(vault: Any) -> AdapterInfo | None:
     return AdapterInfo(**{k: v for k, v in raw.items() if k in known})
 
 
-def remove(vault: Any) -> bool:
+def remove(vault: Vault) -> bool:
     """Delete the user's adapter (writing falls back to retrieval and profile)."""
     return vault.blobs.delete(ADAPTER_BLOB)
 
@@ -262,7 +265,7 @@ def remove(vault: Any) -> bool:
 _loaded: dict[tuple[int, str], str] = {}
 
 
-def load(vault: Any, engine: Any, *, name: str | None = None) -> str | None:
+def load(vault: Vault, engine: Any, *, name: str | None = None) -> str | None:
     """Load the user's adapter into ``engine``; returns its name there, or None without one.
 
     Raises :class:`AdapterError` when the adapter was trained for another base model.
@@ -298,12 +301,12 @@ class Adapter:
         'user:ada'
     """
 
-    def __init__(self, vault: Any, info: AdapterInfo) -> None:
+    def __init__(self, vault: Vault, info: AdapterInfo) -> None:
         self.vault = vault
         self.info = info
 
     @classmethod
-    def of(cls, vault: Any) -> "Adapter | None":
+    def of(cls, vault: Vault) -> "Adapter | None":
         info = installed(vault)
         return None if info is None else cls(vault, info)
 
@@ -323,7 +326,7 @@ class Adapter:
 # ---------------------------------------------------------------------- after training
 
 
-def install_verified(vault: Any, gguf_bytes: bytes, peft_model: Any, tokenizer: Any, engine: Any, *,
+def install_verified(vault: Vault, gguf_bytes: bytes, peft_model: Any, tokenizer: Any, engine: Any, *,
                      recipe: Recipe, n_texts: int, scores: dict | None = None, extra: dict | None = None
                      ) -> AdapterInfo:
     """Verify ``gguf_bytes`` against ``peft_model`` in ``engine``, then install it; refuse it otherwise.

@@ -267,7 +267,7 @@ def attach_lora(base: Any, recipe: Recipe) -> Any:
 # ---------------------------------------------------------------------- data
 
 
-def collect_texts(vault: Any, kinds: Sequence[str] = WRITTEN_KINDS, max_chars: int = 2000) -> list[dict]:
+def collect_texts(vault: Vault, kinds: Sequence[str] = WRITTEN_KINDS, max_chars: int = 2000) -> list[dict]:
     """The user's own texts in the vault, oldest first: ``{"id", "content", "metadata"}``.
 
     Very short texts (under 3 words) teach nothing and are left out; long ones are cut.
@@ -283,7 +283,7 @@ def collect_texts(vault: Any, kinds: Sequence[str] = WRITTEN_KINDS, max_chars: i
     return out
 
 
-def split_heldout(vault: Any, texts: list[dict], recipe: Recipe) -> tuple[list[dict], list[dict]]:
+def split_heldout(vault: Vault, texts: list[dict], recipe: Recipe) -> tuple[list[dict], list[dict]]:
     """A stable held-out split: the same texts stay held out across runs (keyed hash order)."""
     n_held = max(recipe.min_heldout, int(round(len(texts) * recipe.heldout_fraction)))
     n_held = min(n_held, max(0, len(texts) - 2))
@@ -450,7 +450,7 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def _fingerprint(vault: Any, recipe: Recipe, samples: list[Sample], style: str) -> str:
+def _fingerprint(vault: Vault, recipe: Recipe, samples: list[Sample], style: str) -> str:
     """What a checkpoint belongs to: the data and every setting that changes training."""
     settings = dataclasses.asdict(recipe)
     for ignored in ("eval_every", "checkpoint_every", "patience", "memory_limit_mb", "min_texts"):
@@ -466,7 +466,7 @@ def _lora_state(model: Any) -> dict:
     return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
 
 
-def _save_checkpoint(vault: Any, fingerprint: str, state: dict) -> None:
+def _save_checkpoint(vault: Vault, fingerprint: str, state: dict) -> None:
     # deferred: torch takes seconds to import; only training needs it
     import torch
 
@@ -476,7 +476,7 @@ def _save_checkpoint(vault: Any, fingerprint: str, state: dict) -> None:
                                                         "total_steps": state["total_steps"]})
 
 
-def _load_checkpoint(vault: Any, fingerprint: str) -> dict | None:
+def _load_checkpoint(vault: Vault, fingerprint: str) -> dict | None:
     # deferred: torch takes seconds to import; only training needs it
     import torch
 
@@ -487,20 +487,20 @@ def _load_checkpoint(vault: Any, fingerprint: str) -> dict | None:
     return torch.load(io.BytesIO(data), weights_only=False)
 
 
-def checkpoint_step(vault: Any) -> int | None:
+def checkpoint_step(vault: Vault) -> int | None:
     """The step of the saved checkpoint, if any (what the next run resumes from)."""
     info = vault.blob_info(CHECKPOINT_BLOB)
     return None if not info else int(info.get("step", 0))
 
 
-def discard_checkpoint(vault: Any) -> None:
+def discard_checkpoint(vault: Vault) -> None:
     vault.blobs.delete(CHECKPOINT_BLOB)
 
 
 # ---------------------------------------------------------------------- the pipeline
 
 
-def prepare(vault: Any, config: TrainConfig, *, progress: ProgressFn | None = None,
+def prepare(vault: Vault, config: TrainConfig, *, progress: ProgressFn | None = None,
             cancel: threading.Event | None = None, engine: Any = None, history: Any = None
             ) -> tuple[Recipe, list[Sample], list[Sample], str, dict] | None:
     """Texts -> playback -> samples with retrieved examples. None when cancelled during playback."""
@@ -525,7 +525,7 @@ def prepare(vault: Any, config: TrainConfig, *, progress: ProgressFn | None = No
     return recipe, train, held, style, sources
 
 
-def train_adapter(vault: Any, config: TrainConfig | None = None, *, progress: ProgressFn | None = None,
+def train_adapter(vault: Vault, config: TrainConfig | None = None, *, progress: ProgressFn | None = None,
                   cancel: threading.Event | None = None, engine: Any = None, history: Any = None,
                   install: bool = True, writer: Any = None) -> TrainResult:
     """Train (or resume training) the user's adapter; by default export, verify and install it.
@@ -766,7 +766,7 @@ def install_trained(vault: Vault, result: TrainResult, *, engine: Any = None,
                                    "playback": result.playback_sources})
 
 
-def estimate_training(vault: Any, config: TrainConfig | None = None) -> float:
+def estimate_training(vault: Vault, config: TrainConfig | None = None) -> float:
     """Seconds a full :func:`train_adapter` run would take here (playback, training, export).
 
     Uses the throughput measured by the last run on this vault (default: 150 tokens/s),

@@ -36,7 +36,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..adapters import MODES, Recipe, clip, load_recipe, recipe_for_model
 from ..errors import LocalpersError
@@ -47,6 +47,9 @@ from ..paths import Config
 from ..vault import coarse_time
 from .adapter import load as load_adapter
 from .context import WRITTEN_KINDS, Example, readiness_message, retrieve, style_summary
+
+if TYPE_CHECKING:
+    from ..vault import Vault
 
 # A draft is at least a sentence: the small model sometimes ends after a word ("Yes!").
 MIN_DRAFT_TOKENS = 16
@@ -141,7 +144,7 @@ class Writer:
     names the model in the disclosure ledger).
     """
 
-    def __init__(self, vault: Any, engine: Any = None, history: Any = None, *, use_adapter: bool = True,
+    def __init__(self, vault: Vault, engine: Any = None, history: Any = None, *, use_adapter: bool = True,
                  use_examples: bool = True, use_style: bool = True, use_facts: bool = True, k: int | None = None,
                  max_tokens: int = 300, temperature: float = 0.0, repeat_penalty: float = 1.1,
                  recipient: str = "local writer model") -> None:
