@@ -27,13 +27,18 @@ def test_the_package_has_no_import_circle():
     assert tool.cycles(edges) == []
 
 
-def test_the_circle_check_finds_a_circle_through_a_function_local_import(tmp_path):
-    package = tmp_path / "pkg"
+def write_package(root: Path, **modules: str) -> None:
+    """A package ``pkg`` under ``root`` with the given modules' sources."""
+    package = root / "pkg"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "a.py").write_text("from . import b\n")
-    (package / "b.py").write_text("def f():\n    from .c import x  # heavy: a test\n    return x\n")
-    (package / "c.py").write_text("from .a import b\nx = 1\n")
+    for name, source in modules.items():
+        (package / f"{name}.py").write_text(source)
+
+
+def test_the_circle_check_finds_a_circle_through_a_function_local_import(tmp_path):
+    write_package(tmp_path, a="from . import b\n", b="def f():\n    from .c import x  # heavy: a test\n    return x\n",
+                  c="from .a import b\nx = 1\n")
     edges, every = tool.graph(tmp_path, "pkg")
     assert tool.cycles(edges) == [["pkg.a", "pkg.b", "pkg.c"]]
     assert [i.line for i in every if i.local] == [2]
@@ -46,11 +51,7 @@ def test_function_local_imports_defer_a_heavy_dependency_and_say_why():
 
 
 def test_an_unexplained_local_import_of_the_package_is_reported(tmp_path):
-    package = tmp_path / "pkg"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "a.py").write_text("def f():\n    from . import b\n    import json\n    import torch\n")
-    (package / "b.py").write_text("")
+    write_package(tmp_path, a="def f():\n    from . import b\n    import json\n    import torch\n", b="")
     _, every = tool.graph(tmp_path, "pkg")
     problems = tool.local_import_problems(every, "pkg")
     assert len(problems) == 3

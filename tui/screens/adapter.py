@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import Button, Label, ProgressBar, Static, Switch
 
 from ..widgets import human_duration, relative_day
 from .base import TaskScreen, vault_work
+
+if TYPE_CHECKING:
+    from localpers.writing.train import TrainProgress, TrainResult
 
 
 class AdapterScreen(TaskScreen):
@@ -133,17 +137,35 @@ class AdapterScreen(TaskScreen):
         self.query_one("#train-stats", Static).update("preparing the training data…")
         self._train(resume, self.training)
 
+    class Progress(Message):
+        """The training worker's report of where it stands (a :class:`localpers.writing.train.TrainProgress`)."""
+
+        def __init__(self, state: TrainProgress) -> None:
+            super().__init__()
+            self.state = state
+
+    class Trained(Message):
+        """The training worker ended: its result (None after an error), and whether it was cancelled."""
+
+        def __init__(self, result: TrainResult | None, cancelled: bool) -> None:
+            super().__init__()
+            self.result, self.cancelled = result, cancelled
+
     @vault_work(group="train")
     def _train(self, resume: bool, cancel: threading.Event) -> None:
-        def progress(state: Any) -> None:
-            self.from_thread(self._progress, state)
-
         result = None
         try:
-            result = self.session.train(progress=progress, cancel=cancel, resume=resume)
+            result = self.session.train(progress=lambda state: self.post_message(self.Progress(state)), cancel=cancel,
+                                        resume=resume)
         except Exception as exc:
             self.report(exc, "Training")
-        self.from_thread(self._trained, result, cancel.is_set())
+        self.post_message(self.Trained(result, cancel.is_set()))
+
+    def on_adapter_screen_progress(self, message: Progress) -> None:
+        self._progress(message.state)
+
+    def on_adapter_screen_trained(self, message: Trained) -> None:
+        self._trained(message.result, message.cancelled)
 
     def _progress(self, state: Any) -> None:
         self.last_progress = state

@@ -138,25 +138,23 @@ class PrivacyScreen(TaskScreen):
 
     @on(Button.Pressed, "#backup")
     def action_backup(self) -> None:
-        default = str(Path.home() / f"localpers-{self.session.vault.user}.backup")
-
-        def chosen(path: str | None) -> None:
-            if path:
-                self._export(path, plaintext=False)
-
-        self.app.push_screen(PathScreen("Write an encrypted backup to (restore it with your passphrase):",
-                                        value=default, action="Back up"), chosen)
+        self._ask_path("Write an encrypted backup to (restore it with your passphrase):", ".backup", "Back up",
+                       plaintext=False)
 
     @on(Button.Pressed, "#export")
     def action_export(self) -> None:
-        default = str(Path.home() / f"localpers-{self.session.vault.user}-export.jsonl")
+        self._ask_path("Export every record DECRYPTED to this file (anyone who can read the file can read your "
+                       "data):", "-export.jsonl", "Export", plaintext=True)
+
+    def _ask_path(self, prompt: str, suffix: str, action: str, *, plaintext: bool) -> None:
+        """Ask where to write (a file in the home folder by default), then export or back up there."""
+        default = str(Path.home() / f"localpers-{self.session.vault.user}{suffix}")
 
         def chosen(path: str | None) -> None:
             if path:
-                self._export(path, plaintext=True)
+                self._export(path, plaintext=plaintext)
 
-        self.app.push_screen(PathScreen("Export every record DECRYPTED to this file (anyone who can read the file "
-                                        "can read your data):", value=default, action="Export"), chosen)
+        self.app.push_screen(PathScreen(prompt, value=default, action=action), chosen)
 
     @vault_work(group="export")
     def _export(self, path: str, plaintext: bool) -> None:
