@@ -124,7 +124,9 @@ def graph(root: Path = ROOT, package: str = PACKAGE) -> tuple[dict[str, set[str]
     for name, path in modules.items():
         for imp in imports_of(path, root):
             every.append(imp)
-            edges[name].update(t for t in imp.targets if t in modules and t != name)
+            found = [t for t in imp.targets[1:] if t in modules]  # `from pkg import submodule`
+            targets = found if found else imp.targets[:1]
+            edges[name].update(t for t in targets if t in modules and t != name)
     return edges, every
 
 
