@@ -107,7 +107,7 @@ def training_rate(model, batch, params, optimizer, seconds: float, fixed: int | 
     """LoRA training tokens/s over at least one step and about ``seconds``."""
     import torch
 
-    from localpers.train import response_loss
+    from localpers.writing.train import response_loss
 
     tokens, steps, start, used = 0, 0, time.monotonic(), []
     while steps == 0 or time.monotonic() - start < seconds:
@@ -136,7 +136,7 @@ def main() -> None:
     print(f"cores {most}, load average {os.getloadavg()[0]:.1f} at start (the machine may be shared)", flush=True)
 
     from localpers.llm import Engine
-    from localpers.playback import _PREFIX, _messages, PlaybackConfig
+    from localpers.writing.playback import _PREFIX, _messages, PlaybackConfig
 
     engines = {"ours": Engine("smollm2-135m-instruct", n_ctx=1024), "fixed2": Engine("smollm2-135m-instruct",
                                                                                       n_ctx=1024, threads=2)}
@@ -150,7 +150,7 @@ def main() -> None:
         import torch
 
         from localpers.adapters import load_recipe
-        from localpers.train import training_model
+        from localpers.writing.train import training_model
 
         recipe = load_recipe("gemma3-270m")
         model, tokenizer = training_model(recipe, "gemma3-270m", dtype=torch.float32)

@@ -64,6 +64,18 @@ def emails(folder: Path) -> tuple[list[str], list[str]]:
     return texts, subjects
 
 
+def load_and_query(name: str, make) -> tuple[object, float, float]:
+    """Build an embedder and embed one query: (the embedder, load seconds, query milliseconds), printed."""
+    start = time.perf_counter()
+    embedder = make()
+    load = time.perf_counter() - start
+    start = time.perf_counter()
+    embedder.encode(["when is the budget review"])
+    query_ms = (time.perf_counter() - start) * 1000
+    print(f"{name}: loaded in {load:.2f} s, one query in {query_ms:.1f} ms", flush=True)
+    return embedder, load, query_ms
+
+
 def recall_at_10(corpus: np.ndarray, reference: np.ndarray, queries: np.ndarray) -> float:
     truth = np.argsort(-(reference @ corpus.T), axis=1)[:, :10]
     found = np.argsort(-(queries @ corpus.T), axis=1)[:, :10]
@@ -82,21 +94,8 @@ def main() -> None:
         source = Path(tmp) / "films.jsonl"
         source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
-        start = time.perf_counter()
-        new = Embedder()
-        new_load = time.perf_counter() - start
-        start = time.perf_counter()
-        new.encode(["when is the budget review"])
-        new_query_ms = (time.perf_counter() - start) * 1000
-        print(f"ONNX Runtime embedder: loaded in {new_load:.2f} s, one query in {new_query_ms:.1f} ms", flush=True)
-
-        start = time.perf_counter()
-        old = SentenceTransformerEmbedder()
-        old_load = time.perf_counter() - start
-        start = time.perf_counter()
-        old.encode(["when is the budget review"])
-        old_query_ms = (time.perf_counter() - start) * 1000
-        print(f"sentence-transformers: loaded in {old_load:.2f} s, one query in {old_query_ms:.1f} ms", flush=True)
+        new, new_load, new_query_ms = load_and_query("ONNX Runtime embedder", Embedder)
+        old, old_load, old_query_ms = load_and_query("sentence-transformers", SentenceTransformerEmbedder)
 
         # The embedding alone, interleaved in chunks so a busy moment on the machine hits both alike.
         texts = [". ".join([r["title"], ", ".join(r["tags"]), r["text"]]) for r in rows]

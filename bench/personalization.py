@@ -17,7 +17,7 @@ adapter only               Gemma + adapter      yes        no                  y
 adapter+retrieval          Gemma + adapter      yes        yes                 yes
 =========================  ===================  =========  ==================  =============
 
-"Cold-start (chat)" is what :class:`localpers.write.Writer` uses for a user without an
+"Cold-start (chat)" is what :class:`localpers.writing.writer.Writer` uses for a user without an
 adapter: an instruction-tuned model (SmolLM2 135M Instruct by default, ``--cold-start-model``
 to try another GGUF) with its chat template. "base" and "retrieval only" are the
 pretrained Gemma writer with the recipe's plain prompt (what users without an adapter got
@@ -33,7 +33,7 @@ and instruction fidelity:
 
 - **key-fact recall**: the share of the instruction's key facts found in the draft, averaged
   over the instructions that have any (``facts``), and the same for the real email's key
-  facts (``email facts``). Key facts are found by :func:`localpers.write.key_facts`: e-mail
+  facts (``email facts``). Key facts are found by :func:`localpers.writing.writer.key_facts`: e-mail
   addresses and URLs; numbers with their separators and am/pm ("10/24", "3:30", "6 pm");
   weekday and month names (also abbreviated) anywhere; capitalized words that do not open a
   sentence or line (names of people, places, products). A fact counts as found when it
@@ -119,7 +119,7 @@ def style_scores(embedder, generated: list[str], own: list[str], other: list[str
 
 def fidelity_scores(embedder, generated: list[str], references: list[str], instructions: list[str]) -> dict:
     """Key-fact recall of the instruction's and the real email's facts, and draft-to-real-email similarity."""
-    from localpers.write import has_fact, key_facts
+    from localpers.writing.writer import has_fact, key_facts
 
     def recall(sources: list[str]) -> float:
         shares = []
@@ -143,7 +143,7 @@ def compare_loops(result, n_examples: int, rounds: int) -> dict:
     """
     import torch
 
-    from localpers.train import _lora_state, encode, response_loss, training_model
+    from localpers.writing.train import _lora_state, encode, response_loss, training_model
 
     recipe, tokenizer = result.recipe, result.tokenizer
     samples = result.samples[:n_examples]
@@ -186,7 +186,7 @@ def compare_loops(result, n_examples: int, rounds: int) -> dict:
 
 def prepare_user(name: str, args, playback_engine) -> dict:
     """The user's vaults (all training texts, the 10 most recent, none) and the held-out instructions."""
-    from localpers import playback as pb
+    from localpers.writing import playback as pb
     from localpers.history import History
     from localpers.vault import Vault
 
@@ -214,7 +214,7 @@ def prepare_user(name: str, args, playback_engine) -> dict:
 def evaluate(user: dict, settings: list[str], args, engine, embedder, other_heldout: list[str],
              cold_engines: dict) -> None:
     """Write every held-out instruction in each of ``settings``; figures go to the user's report."""
-    from localpers.write import Writer
+    from localpers.writing.writer import Writer
 
     name, texts, references = user["name"], user["texts"], user["references"]
     for setting in settings:
@@ -244,8 +244,8 @@ def evaluate(user: dict, settings: list[str], args, engine, embedder, other_held
 
 def train_user(user: dict, args, engine, playback_engine) -> None:
     """Playback of the training texts (timed on its own; training then reads the cache), then the adapter."""
-    from localpers import playback as pb
-    from localpers.train import collect_texts
+    from localpers.writing import playback as pb
+    from localpers.writing.train import collect_texts
 
     name, report = user["name"], user["report"]
     vault, history = user["vaults"]["all"]
@@ -284,7 +284,7 @@ def finish_user(user: dict) -> dict:
 
 def train(name: str, vault, history, engine, args, report: dict) -> None:
     """Train, export, verify and install the user's adapter; its costs go to ``report``."""
-    from localpers.train import TrainConfig, train_adapter
+    from localpers.writing.train import TrainConfig, train_adapter
 
     config = TrainConfig(min_texts=5, **({"max_steps": 2, "max_length": 128, "batch_size": 2, "eval_every": 2}
                                          if args.quick else {}))
@@ -380,7 +380,7 @@ def main() -> None:
     threads = {"threads": args.threads} if args.threads else {}
     engine = Engine.shared("gemma3-270m", **threads)
     playback_engine = Engine.shared("smollm2-135m-instruct", **threads)
-    from localpers.write import COLD_START_MODEL
+    from localpers.writing.writer import COLD_START_MODEL
 
     cold_engines = {"cold": Engine.shared(args.cold_start_model or COLD_START_MODEL, **threads)}
     if args.compare_cold_start:

@@ -52,7 +52,7 @@ DATA = ROOT.parent / "shared" / "data" / "ml-100k"
 
 from localpers.catalog import Catalog, Item, ItemModel, fit_ease, fit_item_knn  # noqa: E402
 from localpers.itemmodel import fit_item_model  # noqa: E402
-from localpers.recommend import Event, History, Recommender, RecommenderConfig  # noqa: E402
+from localpers.recommend import Event, Recommender, RecommenderConfig, Taste  # noqa: E402
 
 COLD = 5  # "cold" items: fewer training ratings than this
 
@@ -173,15 +173,15 @@ class CachedEmbedder:
 # ---------------------------------------------------------------------- the bench
 
 
-def histories_for(train: dict, users: list[str]) -> list[History]:
-    return [History([Event(item, "rating", rating) for item, rating, *_ in train[user]]) for user in users]
+def histories_for(train: dict, users: list[str]) -> list[Taste]:
+    return [Taste([Event(item, "rating", rating) for item, rating, *_ in train[user]]) for user in users]
 
 
-def ours_lists(rec: Recommender, histories: list[History], k: int = 20) -> list[list[int]]:
+def ours_lists(rec: Recommender, histories: list[Taste], k: int = 20) -> list[list[int]]:
     return rec.rank(histories, k)
 
 
-def tune_ours(rec: Recommender, histories: list[History], truth: list[set[int]], n_items: int,
+def tune_ours(rec: Recommender, histories: list[Taste], truth: list[set[int]], n_items: int,
               rounds: int, log) -> tuple[RecommenderConfig, float]:
     """Coordinate ascent over the blend on the validation split (MMR and exploration off)."""
     grid = {

@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx2 as httpx  # noqa: E402
+from engine import timed_stream  # noqa: E402  (bench/engine.py, beside this script)
 
 PROMPT = "Write a short note to a colleague about moving our weekly meeting to Thursday.\n\nHi Sam,\n"
 INSTRUCTION = "Tell Sam our weekly meeting moves to Thursday."
@@ -41,18 +42,6 @@ TEXTS = [  # synthetic e-mails of a fictional user, so the writer has examples t
     "Hi team,\n\nThe release moves to Friday because the payment tests failed. Keep Thursday free.\n\nCheers,\nMara",
     "Hi Sam,\n\nI booked the small meeting room for Monday at ten. Bring the budget.\n\nCheers,\nMara",
 ]
-
-
-def timed(pieces) -> tuple[float, float, int]:
-    """(seconds to the first piece, pieces/s after the first, pieces) for an iterator of text pieces."""
-    start = time.perf_counter()
-    first, n = None, 0
-    for _ in pieces:
-        n += 1
-        if first is None:
-            first = time.perf_counter()
-    end = time.perf_counter()
-    return first - start, (n - 1) / (end - first) if n > 1 else 0.0, n
 
 
 def sse_pieces(client: httpx.Client, path: str, body: dict):
@@ -82,7 +71,7 @@ def main() -> None:
     from localpers.llm import Engine
     from localpers.serve import LocalServer, Service, create_app
     from localpers.vault import Vault
-    from localpers.write import Writer
+    from localpers.writing.writer import Writer
 
     vault = Vault.create("bench", "bench passphrase", kdf_seconds=0)
     History(vault).add_texts(TEXTS, kind="email")
@@ -96,8 +85,8 @@ def main() -> None:
         base = {"model": service.base_model, "prompt": PROMPT, "max_tokens": tokens, "temperature": 0}
         chat = {"model": "localpers", "max_tokens": tokens, "temperature": 0,
                 "messages": [{"role": "user", "content": INSTRUCTION}]}
-        timed(sse_pieces(client, "/v1/completions", {**base, "max_tokens": 4}))  # warm both paths up
-        timed(engine.stream(PROMPT, max_tokens=4))
+        timed_stream(sse_pieces(client, "/v1/completions", {**base, "max_tokens": 4}))  # warm both paths up
+        timed_stream(engine.stream(PROMPT, max_tokens=4))
         runs = {"lib": lambda: engine.stream(PROMPT, max_tokens=tokens),
                 "srv": lambda: sse_pieces(client, "/v1/completions", base),
                 "lib_writer": lambda: writer.compose(INSTRUCTION, max_tokens=tokens),
@@ -105,7 +94,7 @@ def main() -> None:
         for r in range(rounds):
             for key, run in runs.items():
                 engine.reset()  # a cold KV cache for each: otherwise the second of a pair reuses the prompt
-                results[key].append(timed(run()))
+                results[key].append(timed_stream(run()))
             print(f"round {r + 1}/{rounds}: " + ", ".join(
                 f"{k} {v[-1][0] * 1000:.0f} ms, {v[-1][1]:.1f} tok/s" for k, v in results.items()), flush=True)
 

@@ -17,6 +17,7 @@ Heavy modules (torch, llama.cpp) load only when first used.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -30,8 +31,8 @@ _EXPORTS = {
     "History": "localpers.history",
     "Catalog": "localpers.catalog",
     "Recommender": "localpers.recommend",
-    "Writer": "localpers.write",
-    "Adapter": "localpers.adapter",
+    "Writer": "localpers.writing.writer",
+    "Adapter": "localpers.writing.adapter",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,7 +44,5 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        import importlib
-
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'localpers' has no attribute {name!r}")

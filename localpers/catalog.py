@@ -45,19 +45,24 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlite_utils
 from scipy import sparse
 
+from .embed import Embedder
 from .errors import LocalpersError
 from .index import VectorIndex
+from .mapped import write_mapped
 from .paths import data_dir, private_dir, private_file
+
+if TYPE_CHECKING:
+    from .vault import Vault
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,59}$")
 TEXT_FIELDS = ("text", "description", "summary", "overview", "abstract", "body")
@@ -106,6 +111,52 @@ class Item:
         """A short human label: the title, with the year when the item has one."""
         year = self.attrs.get("year")
         return f"{self.title} ({year})" if year not in (None, "") and str(year) not in self.title else self.title
+
+
+def year_of(value: Any) -> int | None:
+    """A year from an attribute value (1927, "1927", "1927-03-01"), or None."""
+    if isinstance(value, bool) or value in (None, ""):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value) if np.isfinite(value) else None
+    match = re.match(r"\s*(-?\d{1,4})\b", str(value))
+    return int(match.group(1)) if match else None
+
+
+class CatalogItems(Sequence):
+    """A catalog's items in catalog order, each read from the catalog only when first asked for.
+
+    A full-scan request needs the arrays of every item but the details of a dozen (the list
+    and the items its reasons cite), so parsing all of them would cost more than scoring.
+    """
+
+    def __init__(self, catalog: Catalog, ids: list[str]) -> None:
+        self.catalog, self.ids = catalog, ids
+        self._read: dict[int, Item] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self[j] for j in range(*k.indices(len(self)))]
+        k = int(k)
+        if k < 0:
+            k += len(self.ids)
+        if k not in self._read:
+            item = self.catalog.get(self.ids[k])
+            if item is None:  # removed since the arrays were made: a placeholder, never recommended twice
+                item = Item(self.ids[k], self.ids[k])
+            self._read[k] = item
+        return self._read[k]
+
+    def __iter__(self) -> Any:
+        missing = [k for k in range(len(self.ids)) if k not in self._read]
+        for start in range(0, len(missing), 500):  # all of them (a kind or tag filter): 500 a query
+            chunk = missing[start:start + 500]
+            by_id = {item.id: item for item in self.catalog.get_many([self.ids[k] for k in chunk])}
+            self._read.update({k: by_id.get(self.ids[k]) or Item(self.ids[k], self.ids[k]) for k in chunk})
+        return (self._read[k] for k in range(len(self.ids)))
 
 
 @dataclass
@@ -372,7 +423,7 @@ class Catalog:
         return catalog
 
     @staticmethod
-    def remembered(vault: Any) -> str | None:
+    def remembered(vault: Vault) -> str | None:
         """The catalog this vault's user last chose to get recommendations from, or None.
 
         Which catalog someone uses says something about them, so the pick is sealed in their vault.
@@ -381,7 +432,7 @@ class Catalog:
         return data.decode("utf-8") if data else None
 
     @staticmethod
-    def remember(vault: Any, name: str) -> None:
+    def remember(vault: Vault, name: str) -> None:
         """Make catalog ``name`` this vault's user's pick (see :meth:`find`)."""
         vault.put_blob(CHOICE_BLOB, name.encode("utf-8"))
 
@@ -442,6 +493,11 @@ class Catalog:
         self._items = self._mapped = None
 
     # ------------------------------------------------------------------ items
+
+    @staticmethod
+    def item_from_row(row: dict) -> Item:
+        """An :class:`Item` from a row of the catalog's ``items`` table."""
+        return _item(row)
 
     def get(self, item_id: str) -> Item | None:
         rows = list(self.db.query("select * from items where id = ?", [str(item_id)]))
@@ -590,8 +646,6 @@ class Catalog:
         if not todo:
             return 0
         if embedder is None:
-            from .embed import Embedder
-
             embedder = Embedder.shared(self.embedding_model())
         model_name = getattr(embedder, "name", "all-minilm-l6-v2")
         if self.meta("embedding_model") not in (None, model_name):
@@ -772,8 +826,6 @@ class Catalog:
         self._item_model = model
         self._touch()
         if len(self) > LARGE_CATALOG:
-            from .candidates import write_mapped  # deferred: candidates imports this module
-
             write_mapped(self)  # here, so that no request of a large catalog ever reads the whole model
 
     @property

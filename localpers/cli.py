@@ -9,28 +9,20 @@ Each task's commands live in a module of :mod:`localpers.commands` that exposes
 from __future__ import annotations
 
 import importlib
-import os
 import sqlite3
 import sys
-from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from . import __version__
 from .errors import LocalpersError
+from .text import one_line  # noqa: F401  (the CLI's one-line errors; importable from here)
+
+if TYPE_CHECKING:
+    from .vault import Vault
 
 COMMAND_MODULES = ["user", "models", "config", "history", "train", "write", "recommend", "privacy", "tui", "serve"]
-
-
-def one_line(message: str) -> str:
-    """A message safe to print as one terminal line: newlines folded, control bytes escaped.
-
-    >>> one_line("bad\\x00data\\x1b[2J\\nin two lines")
-    'bad\\\\x00data\\\\x1b[2J in two lines'
-    """
-    folded = " ".join(message.split("\n"))
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in folded)
 
 
 class Group(click.Group):
@@ -41,10 +33,10 @@ class Group(click.Group):
     """
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
-        from . import vault
+        from .vault import store  # heavy: sqlite-utils and cryptography, which `localpers --help` never needs
 
         name, command, rest = super().resolve_command(ctx, args)
-        vault.PROCESS_NAME = f"`localpers {name}`"  # how another process waiting for the vault names this one
+        store.PROCESS_NAME = f"`localpers {name}`"  # how another process waiting for the vault names this one
         return name, command, rest
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -78,37 +70,18 @@ def main() -> None:
     """
 
 
-# Options every command that opens a vault shares.
-def user_options(fn: Callable) -> Callable:
-    fn = click.option("--user", "-u", envvar="LOCALPERS_USER", default=None,
-                      help="Whose vault to open (default: the demo profile, or default_user in config.toml).")(fn)
-    return fn
-
-
-def open_vault(user: str | None) -> Any:
+def open_vault(user: str | None) -> Vault:
     """Open ``user``'s vault, asking for the passphrase unless LOCALPERS_PASSPHRASE is set."""
-    from .paths import Config
-    from .vault import DEMO_USER, Vault, require_user
+    from . import session  # heavy: the vault, history and catalog, which `localpers --help` never needs
 
-    user = user or Config.load().default_user or DEMO_USER
-    passphrase = None
-    if user != DEMO_USER:
-        require_vault(user)  # before asking for a passphrase
-        passphrase = os.environ.get("LOCALPERS_PASSPHRASE") or None
-        if not passphrase and not Vault.keyring_unlocks(user):  # no prompt when the OS keyring unlocks it
-            passphrase = click.prompt(f"Passphrase for {user}", hide_input=True)
-    return require_user(user, passphrase)
+    return session.unlock(user, lambda name: click.prompt(f"Passphrase for {name}", hide_input=True))
 
 
 def require_vault(user: str) -> None:
     """Fail with one line naming the users there are when ``user`` has no vault on this machine."""
-    from .errors import VaultError
-    from .vault import DEMO_USER, Vault
+    from . import session  # heavy: the vault, history and catalog, which `localpers --help` never needs
 
-    if not Vault.exists(user):
-        others = [u for u in Vault.users() if u != DEMO_USER]
-        raise VaultError(f"no user {user!r} on this machine" + (f" (users: {', '.join(others)})" if others else "")
-                         + f"; create one with: localpers user create {user}")
+    session.require_vault(user)
 
 
 for _name in COMMAND_MODULES:

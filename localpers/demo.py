@@ -8,23 +8,31 @@ person's writing without being anyone's. ``demo_data/catalog.jsonl`` and
 ``demo_data/ratings.csv`` give the recommender a public-domain catalog and a few
 ratings to start from.
 
-:meth:`localpers.vault.Vault.open_demo` calls :func:`populate` the first time the demo
-is opened; it embeds the texts and the catalog (a few seconds on a laptop).
+:func:`open_demo` opens the demo vault, and calls :func:`populate` the first time;
+it embeds the texts and the catalog (a few seconds on a laptop). This module sits above
+the vault, the history and the catalog: none of them knows the demo exists.
 
 Example::
 
-    >>> from localpers.vault import Vault
-    >>> vault = Vault.open_demo()          # doctest: +SKIP
+    >>> from localpers.demo import open_demo
+    >>> vault = open_demo()                 # doctest: +SKIP
     >>> vault.stats()["items_by_kind"]      # doctest: +SKIP
     {'email': 49, 'note': 12}
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from pathlib import Path
 from typing import Any
+
+from .catalog import Catalog
+from .history import History
+from .profile import set_fact, set_interests, set_profile
+from .feedback import record_feedback
+from .vault import DAY, DEMO_PASSPHRASE, DEMO_USER, Vault
 
 DEMO_DATA = Path(__file__).parent / "demo_data"
 HISTORY_FILE = DEMO_DATA / "history.jsonl"
@@ -35,10 +43,9 @@ DEMO_PROFILE = """Enjoys gothic tales, silent films and detective stories: Dracu
 The Hound of the Baskervilles, Buster Keaton's The General.
 Not keen on: regency romance, musicals.
 Writes short, warm emails to colleagues, family, a book club and a cycling club; signs off "Nora"."""
-# Profile facts the minimal-disclosure selector chooses from (localpers.disclosure.profile): the demo
+# Profile facts the minimal-disclosure selector chooses from (localpers.disclosure.decisions): the demo
 # shows some of them used for a prompt or a list and the rest withheld.
 DEMO_FACTS = {"age": 38, "occupation": "landscape architect"}
-DAY = 86400
 
 
 def demo_texts() -> list[dict]:
@@ -54,22 +61,29 @@ def demo_texts() -> list[dict]:
     return rows
 
 
-def data_home(vault: Any) -> Path:
+def open_demo(*, home: Path | None = None) -> Vault:
+    """The demo profile's vault: created from the bundled synthetic sample on first use.
+
+    ``home`` is the users folder (as for :meth:`Vault.open`); the demo catalog sits beside it.
+    """
+    if Vault.exists(DEMO_USER, home):
+        return Vault.open(DEMO_USER, DEMO_PASSPHRASE, home=home)
+    vault = Vault.create(DEMO_USER, DEMO_PASSPHRASE, home=home, kdf_seconds=0, demo=True)
+    populate(vault)
+    return vault
+
+
+def data_home(vault: Vault) -> Path:
     """The data directory a vault lives in (``<home>/users/<name>/vault.db``): catalogs sit beside it."""
     return Path(vault.path).parent.parent.parent
 
 
-def populate(vault: Any, *, now: float | None = None, embedder: Any = None) -> dict:
+def populate(vault: Vault, *, now: float | None = None, embedder: Any = None) -> dict:
     """Fill a fresh demo vault: the sample texts, the demo catalog's ratings, interests, a profile and its facts.
 
     Returns what was added, e.g. ``{"texts": 61, "ratings": 9, "catalog": "demo"}``.
     ``embedder`` replaces the bundled sentence-embedding model (for tests).
     """
-    from .catalog import Catalog
-    from .history import History
-    from .profile import set_fact, set_interests, set_profile
-    from .recommend import seed_demo_feedback
-
     now = time.time() if now is None else now
     history = History(vault, embedder)
     added = 0
@@ -94,3 +108,17 @@ def populate(vault: Any, *, now: float | None = None, embedder: Any = None) -> d
     for name, value in DEMO_FACTS.items():
         set_fact(vault, name, value)
     return {"texts": added, "ratings": ratings, "catalog": catalog.name}
+
+
+def seed_demo_feedback(vault: Vault, catalog: Catalog) -> int:
+    """Record the bundled demo ratings (``demo_data/ratings.csv``) for a demo vault; returns how many."""
+    path = DEMO_DATA / "ratings.csv"
+    count = 0
+    with open(path, encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if catalog.get(row["item"]) is None:
+                continue
+            value = float(row["value"]) if row.get("value") else None
+            record_feedback(vault, catalog, row["item"], row["signal"], value)
+            count += 1
+    return count

@@ -47,12 +47,16 @@ from typing import Any
 import numpy as np
 
 from . import sources
+from .embed import Embedder
 from .errors import LocalpersError
 from .index import VectorIndex
+from .paths import Config
 from .rank import BM25, reciprocal_rank_fusion
 from .rank import mmr as mmr_order
 from .sources import Interaction, Record, Rejected, Skipped, parse_time
 from .vault import Vault, clear_word, coarse_time
+from .writing.context import CHECKPOINT_BLOB
+from .writing.playback import cache_key as instruction_key
 
 INDEX_BLOB = "history.index"
 MODELS_KEY = "embedding-models"  # vault.cache row: the models that stored vectors (sealed list)
@@ -202,8 +206,6 @@ class History:
         if embedder is not None:
             self.model_name = str(getattr(embedder, "name", type(embedder).__name__))
         else:
-            from .paths import Config
-
             self.model_name = Config.load().embedding_model
         self.batch_size = batch_size
         self._model_listed = False
@@ -220,8 +222,6 @@ class History:
     @property
     def embedder(self) -> Any:
         if self._embedder is None:
-            from .embed import Embedder
-
             self._embedder = Embedder.shared(self.model_name)
         return self._embedder
 
@@ -695,9 +695,6 @@ class History:
                     self._bm25.remove(item_id)
             # Derived from the texts: their cached playback instructions (keyed by a hash of the
             # text) and any training checkpoint; the embeddings go with erase_items.
-            from .playback import cache_key as instruction_key
-            from .train import CHECKPOINT_BLOB  # here: train imports history
-
             texts = [r["content"] for r in (self.vault.items.get(i, columns=["content"]) for i in ids)
                      if r is not None and isinstance(r.get("content"), str)]
             models = set(self._embedding_models()) | {self.model_name}

@@ -21,6 +21,7 @@ import sys
 
 import numpy as np
 
+from . import models
 from .errors import LocalpersError
 
 
@@ -32,10 +33,9 @@ def _settle_llama_locale() -> None:
     std::bad_cast") for the rest of the process; once llama.cpp has loaded one, it works.
     """
     try:
+        # deferred: llama.cpp takes about a second to import, paid only when usearch will follow
         import llama_cpp
         from llama_cpp._logger import set_verbose
-
-        from . import models
 
         set_verbose(False)
         params = llama_cpp.llama_model_default_params()
@@ -69,6 +69,7 @@ def _usearch_index() -> type:
 
         if _llama_may_follow:
             _settle_llama_locale()
+    # deferred: a native library, loaded after llama.cpp has settled (see _settle_llama_locale)
     from usearch.index import Index
 
     return Index

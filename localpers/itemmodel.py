@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from .catalog import BadRow, ItemModel, neighbours_for
+from .catalog import BadRow, ItemModel, fit_ease, neighbours_for
 from .errors import LocalpersError
 from .sources.interactions import COLUMN_GUESSES
 
@@ -300,8 +300,6 @@ def fit_item_model(x: sparse.csr_matrix, item_ids: list[str], *, method: str = "
 
     ``top_k`` defaults to what a device keeps on install (:func:`localpers.catalog.neighbours_for`).
     """
-    from .catalog import fit_ease
-
     n_items = x.shape[1]
     top_k = top_k or neighbours_for(n_items)
     if method not in ("auto", "ease", "knn"):

@@ -47,7 +47,9 @@ from typing import Any
 import numpy as np
 
 from . import models
+from . import threads as threads_mod
 from .errors import LocalpersError
+from .paths import Config
 
 # Prompt tokens are evaluated in aligned chunks of this many (see the module docstring).
 # Small enough that a shared instruction is mostly reused, large enough to batch well.
@@ -79,10 +81,7 @@ class Engine:
         """``n_ctx`` defaults to ``context_size`` in config.toml. ``threads=None`` adapts: up to
         ``threads`` in config.toml, fewer while other processes keep cores busy, re-checked at
         every request (see :mod:`localpers.threads`); a number fixes the count."""
-        import llama_cpp  # imported here: loading the shared library takes a moment
-
-        from . import threads as threads_mod
-        from .paths import Config
+        import llama_cpp  # deferred: loading the shared library takes a moment
 
         self.model_path = models.ensure(model)
         if not verbose:
@@ -131,6 +130,7 @@ class Engine:
         llama.cpp reads the file while loading and keeps the weights in memory, so the
         file may be deleted (or was a memfd) as soon as this returns.
         """
+        # deferred: llama.cpp takes about a second to import; `import localpers.llm` stays light
         import llama_cpp
 
         with self.lock:
@@ -142,6 +142,7 @@ class Engine:
             self._adapters[name] = _LoadedAdapter(Path(path), handle, scale)
 
     def unload_adapter(self, name: str) -> None:
+        # deferred: llama.cpp takes about a second to import; `import localpers.llm` stays light
         import llama_cpp
 
         with self.lock:
@@ -214,11 +215,9 @@ class Engine:
         The thread count does not change the text: llama.cpp computes each value in one thread.
         """
         if self.adaptive:
-            import llama_cpp
+            import llama_cpp  # deferred: loading the shared library takes a moment
 
-            from . import threads
-
-            n = threads.available(self.most_threads)
+            n = threads_mod.available(self.most_threads)
             if n != self.threads:
                 with self.lock:
                     llama_cpp.llama_set_n_threads(self.llm.ctx, n, n)
@@ -229,6 +228,7 @@ class Engine:
 
     def _sampling(self, *, temperature: float, top_p: float, top_k: int, repeat_penalty: float,
                   stop: list[str] | None, schema: dict | None, grammar: str | None, seed: int | None) -> dict:
+        # deferred: llama.cpp takes about a second to import; `import localpers.llm` stays light
         import llama_cpp
 
         kwargs: dict[str, Any] = dict(temperature=temperature, top_p=top_p, top_k=top_k,
@@ -291,6 +291,7 @@ class Engine:
 
     def _hold_back_end(self, n_prompt: int, min_tokens: int) -> Any:
         """A logits processor that forbids end-of-text tokens until ``min_tokens`` were generated."""
+        # deferred: llama.cpp takes about a second to import; `import localpers.llm` stays light
         import llama_cpp
 
         if self._end_tokens is None:
@@ -324,6 +325,7 @@ class Engine:
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         """The prompt text the model's chat template makes of ``messages``."""
+        # deferred: llama.cpp takes about a second to import; `import localpers.llm` stays light
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         template = self.llm.metadata.get("tokenizer.chat_template")
@@ -360,6 +362,7 @@ class Engine:
 
     def next_token_logits(self, prompt: str, *, adapter: str | None = None) -> np.ndarray:
         """Logits over the vocabulary for the token after ``prompt`` (used to verify adapters)."""
+        # deferred: llama.cpp takes about a second to import; `import localpers.llm` stays light
         import llama_cpp
 
         with self.lock:
@@ -409,6 +412,7 @@ def _silence_llama_logs() -> None:
     global _log_callback
     if _log_callback is not None:
         return
+    # deferred: llama.cpp takes about a second to import; `import localpers.llm` stays light
     import llama_cpp
 
     @llama_cpp.llama_log_callback
@@ -421,6 +425,7 @@ def _silence_llama_logs() -> None:
 
 def _set_adapters(ctx: Any, adapters: list[_LoadedAdapter]) -> None:
     """Attach exactly ``adapters`` to the context, across llama.cpp API versions."""
+    # deferred: llama.cpp takes about a second to import; `import localpers.llm` stays light
     import llama_cpp
 
     plural = getattr(llama_cpp, "llama_set_adapters_lora", None)

@@ -60,7 +60,7 @@ class LocalpersWriter(llm.Model):
             yield from _through_server(user, instruction, options)
             return
         try:
-            from .write import Writer
+            from .writing.writer import Writer
 
             yield from Writer(vault).compose(instruction, **options)
         finally:
@@ -74,6 +74,7 @@ def _llm_will_log() -> bool:
         return False
     if ctx.params.get("no_log"):
         return False
+    # deferred: llm.cli imports the plugins, this one among them
     from llm.cli import logs_on
 
     return bool(ctx.params.get("log")) or logs_on()
@@ -87,9 +88,9 @@ def _user(name: str | None) -> str:
 
 
 def _open(user: str) -> Any:
-    from .vault import require_user
+    from .session import open_vault  # heavy: the vault, history and catalog, loaded only when llm runs our model
 
-    return require_user(user, os.environ.get("LOCALPERS_PASSPHRASE") or None)
+    return open_vault(user, os.environ.get("LOCALPERS_PASSPHRASE") or None)
 
 
 def _through_server(user: str, instruction: str, options: dict) -> Iterator[str]:

@@ -27,6 +27,8 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+import json
+import os
 from dataclasses import dataclass
 from collections.abc import Callable
 from pathlib import Path
@@ -221,14 +223,12 @@ def ensure_onnx(name_or_path: str | Path, *, progress: Callable[[str], None] | N
 
 
 def _export_onnx(folder: Path, target: Path) -> None:
-    import json
-    import os
-
     pooling = folder / "1_Pooling" / "config.json"
     if pooling.exists() and not json.loads(pooling.read_text()).get("pooling_mode_mean_tokens"):
         raise ModelNotFound(f"{folder} does not mean-pool its tokens; only mean-pooled embedding models are supported")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # deferred: onnxruntime, torch and transformers load only for the one-time export
     import numpy as np
     import onnxruntime
     import torch  # deferred: only the one-time export needs torch

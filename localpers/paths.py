@@ -146,8 +146,9 @@ class Config:
         return cls(**values)
 
     def set(self, key: str, text: str) -> None:
-        """Set ``key`` from its text form, checked: an unknown key, a wrong type or a model that is
-        not installed raises :class:`LocalpersError` naming the problem, and nothing changes.
+        """Set ``key`` from its text form, checked: an unknown key, a wrong type or an unknown theme
+        raises :class:`LocalpersError` naming the problem, and nothing changes. Whether a model is
+        installed or a user exists is :func:`localpers.session.check_setting`'s to say.
 
         >>> cfg = Config(); cfg.set("context_size", "4096"); cfg.context_size
         4096
@@ -162,22 +163,7 @@ class Config:
             except ValueError:
                 raise LocalpersError(f"{key} must be an integer, not {text!r}") from None
         value = _checked(key, value)
-        if key in ("writer_model", "playback_model"):
-            from . import models
-
-            models.require_gguf(str(value))
-        elif key == "embedding_model":
-            from . import models
-
-            models.ensure(str(value))
-        elif key == "default_user" and value:
-            from .vault import DEMO_USER, Vault
-
-            if value != DEMO_USER and not Vault.exists(str(value)):
-                users = ", ".join(Vault.users()) or "none yet"
-                raise LocalpersError(f"no user {value!r} on this machine (users: {users}); "
-                                     f"create one with: localpers user create {value}")
-        elif key == "theme":
+        if key == "theme":
             from textual.theme import BUILTIN_THEMES  # deferred: only this check needs Textual
 
             if value not in BUILTIN_THEMES:

@@ -31,7 +31,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .errors import LocalpersError
+from .feedback import SignalWeights, read_events
+from .vault import coarse_time
+
+if TYPE_CHECKING:
+    from .vault import Vault
 
 PROFILE = "profile_summary"
 INTERESTS = "interests"
@@ -49,16 +56,14 @@ time bring place thing things make take come look back still next soon later lot
 # ---------------------------------------------------------------------- stored values
 
 
-def _feature(vault: Any, name: str) -> dict | None:
+def _feature(vault: Vault, name: str) -> dict | None:
     for row in vault.features.rows(columns=["name"]):
         if row["name"] == name:
             return vault.features.get(row["id"])
     return None
 
 
-def _put_feature(vault: Any, name: str, value: Any) -> None:
-    from .vault import coarse_time
-
+def _put_feature(vault: Vault, name: str, value: Any) -> None:
     row = _feature(vault, name)
     if row is None:
         vault.features.insert({"name": name, "value": value, "updated": coarse_time()})
@@ -66,13 +71,13 @@ def _put_feature(vault: Any, name: str, value: Any) -> None:
         vault.features.update(row["id"], {"value": value, "updated": coarse_time()})
 
 
-def get_fact(vault: Any, name: str) -> Any:
+def get_fact(vault: Vault, name: str) -> Any:
     """One stored profile fact's value (None when there is none)."""
     row = _feature(vault, name)
     return row["value"] if row else None
 
 
-def set_fact(vault: Any, name: str, value: Any) -> bool:
+def set_fact(vault: Vault, name: str, value: Any) -> bool:
     """Store one profile fact (``value`` None removes it); returns whether anything changed.
 
     An unchanged value is not written again, so callers may set derived facts on every use.
@@ -93,36 +98,34 @@ def set_fact(vault: Any, name: str, value: Any) -> bool:
     return True
 
 
-def get_profile(vault: Any) -> str:
+def get_profile(vault: Vault) -> str:
     """The stored profile text ("" when there is none yet). This is what the writer reads."""
     row = _feature(vault, PROFILE)
     value = row["value"] if row else None
     return value.get("text", "") if isinstance(value, dict) else ""
 
 
-def profile_info(vault: Any) -> dict:
+def profile_info(vault: Vault) -> dict:
     """The stored profile with how it was made: ``{"text", "edited", "source"}``."""
     row = _feature(vault, PROFILE)
     value = row["value"] if row and isinstance(row["value"], dict) else {}
     return {"text": value.get("text", ""), "edited": bool(value.get("edited")), "source": value.get("source", "")}
 
 
-def set_profile(vault: Any, text: str) -> None:
+def set_profile(vault: Vault, text: str) -> None:
     """Store the user's own version of their profile (kept until they change it)."""
-    from .errors import LocalpersError
-
     text = text.strip()
     if len(text) > MAX_PROFILE_CHARS:
         raise LocalpersError(f"the profile is {len(text)} characters; keep it under {MAX_PROFILE_CHARS}")
     _put_feature(vault, PROFILE, {"text": text, "edited": True, "source": "user"})
 
 
-def get_interests(vault: Any) -> list[str]:
+def get_interests(vault: Vault) -> list[str]:
     row = _feature(vault, INTERESTS)
     return [str(v) for v in row["value"]] if row and isinstance(row["value"], list) else []
 
 
-def set_interests(vault: Any, interests: list[str] | str) -> list[str]:
+def set_interests(vault: Vault, interests: list[str] | str) -> list[str]:
     """Store stated interests (a list, or one comma/semicolon-separated string)."""
     if isinstance(interests, str):
         interests = re.split(r"[;,\n]", interests)
@@ -131,7 +134,7 @@ def set_interests(vault: Any, interests: list[str] | str) -> list[str]:
     return clean
 
 
-def interest_text(vault: Any) -> str:
+def interest_text(vault: Vault) -> str:
     """What the recommender reads as the user's interests: stated interests, then the profile text.
 
     The generated "Not keen on:" line is left out: an embedding cannot read negation, so
@@ -143,7 +146,7 @@ def interest_text(vault: Any) -> str:
     return "; ".join([*parts, profile.strip()] if profile.strip() else parts)
 
 
-def interest_facts(vault: Any) -> list[str]:
+def interest_facts(vault: Vault) -> list[str]:
     """The names of the stored facts :func:`interest_text` reads (those that are not empty)."""
     names = [INTERESTS] if get_interests(vault) else []
     return names + ([PROFILE] if get_profile(vault).strip() else [])
@@ -152,16 +155,14 @@ def interest_facts(vault: Any) -> list[str]:
 # ---------------------------------------------------------------------- building
 
 
-def build_profile(vault: Any, *, catalog: Any = None, engine: Any = None, max_titles: int = 5) -> str:
+def build_profile(vault: Vault, *, catalog: Any = None, engine: Any = None, max_titles: int = 5) -> str:
     """Summarize the user's tastes from their vault in a few lines (nothing is stored).
 
     Deterministic from the data; with ``engine`` (a local :class:`localpers.llm.Engine`,
     ideally the instruct model) the lines are rephrased as prose, and the template is
     kept whenever the rephrasing drops the user's top tastes.
     """
-    from .recommend import RecommenderConfig, read_events
-
-    cfg = RecommenderConfig()
+    cfg = SignalWeights()
     events = read_events(vault)
     info: dict[str, dict] = {}
     for row in vault.interactions.rows(columns=["item", "metadata"]):
@@ -208,7 +209,7 @@ def build_profile(vault: Any, *, catalog: Any = None, engine: Any = None, max_ti
     return text
 
 
-def update_profile(vault: Any, *, catalog: Any = None, engine: Any = None, force: bool = False) -> str:
+def update_profile(vault: Vault, *, catalog: Any = None, engine: Any = None, force: bool = False) -> str:
     """Rebuild and store the profile, unless the user edited it (``force`` rebuilds anyway)."""
     current = profile_info(vault)
     if current["edited"] and not force:
@@ -218,12 +219,13 @@ def update_profile(vault: Any, *, catalog: Any = None, engine: Any = None, force
     return text
 
 
-def _writing_summary(vault: Any, limit: int = 300) -> str:
+def _writing_summary(vault: Vault, limit: int = 300) -> str:
     """Which kinds of texts the user keeps and the words that recur across them."""
     kinds = {r["kind"]: r["n"] for r in vault.db.query(
         "select kind, count(*) n from items group by kind order by n desc")}
     if not kinds:
         return ""
+    # deferred: scikit-learn takes seconds to import; only the interest summary needs its stop words
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     docs: Counter = Counter()

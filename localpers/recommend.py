@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -60,20 +59,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import sparse
 
-from .catalog import LARGE_CATALOG, Catalog, Item, fit_ease, fit_item_knn  # noqa: F401  (fit_* re-exported)
-from .errors import LocalpersError
-from .ratings import STARS
+from .catalog import (LARGE_CATALOG, Catalog, CatalogItems, Item, fit_ease, fit_item_knn,  # noqa: F401  (fit_* re-exported)
+                      year_of)
+from .candidates import CandidateRanker
+from .disclosure import choose_profile_facts, ledger_entries, record
+from .disclosure import profile_facts as stored_facts
+from .embed import Embedder
+# Feedback lives below this module (the profile reads it too); its names stay importable from here.
+from .feedback import (EXPLICIT, SIGNALS, Event, SignalWeights, Taste, normalize_signal,  # noqa: F401
+                       read_events, record_feedback)
+from .profile import interest_facts, interest_text, set_fact
+from .vault import coarse_time
+
+if TYPE_CHECKING:
+    from .vault import Vault
 
 if TYPE_CHECKING:  # pragma: no cover
     from .disclosure import FactSelection
 
-# "interaction" is what history imports write for rows that name no signal (a purchase, a view).
-SIGNALS = ("like", "dislike", "not_interested", "rating", "read", "click", "interaction")
 SIMILARITY_CACHE_ITEMS = 4000  # up to this catalog size the full similarity matrix is kept in memory
 # On a large catalog the content signal reads a user's this many heaviest items (recency decay makes
 # the rest weigh little), so a 2,000-item history costs what a 500-item one does.
 CONTENT_ITEMS = 500
-EXPLICIT = {"like", "dislike", "not_interested", "rating"}
 PARTS = ("collaborative", "content", "interests", "popularity", "era")
 # Items released this many years or more before the newest one in the catalog count as classics
 # (the definition of the ``classic_share`` profile fact the recommendation-era decision reads).
@@ -82,32 +89,11 @@ MIN_DATED_LIKES = 3  # fewer well-rated items with a year say too little to comp
 RECIPIENT = "local recommender"  # who gets the profile facts, as the disclosure ledger names it
 
 
-@dataclass(frozen=True)
-class Event:
-    """One interaction with a catalog item (``value``: the stars of a rating, 0.5-5)."""
-
-    item: str
-    signal: str
-    value: float | None = None
-
-
 @dataclass
-class History:
-    """What the recommender knows about one user: interactions (oldest first) and interest text."""
-
-    events: list[Event] = field(default_factory=list)
-    interests: str = ""
-    interest_vector: np.ndarray | None = None  # the embedded interests, when already computed
-    era: str | None = None  # "classic" or "recent": the settled recommendation-era decision, if any
-
-    def seen(self) -> set[str]:
-        return {e.item for e in self.events}
-
-
-@dataclass
-class RecommenderConfig:
+class RecommenderConfig(SignalWeights):
     """The weights of the recommender, with why each default is what it is.
 
+    What each signal says (like, dislike, stars...) comes from :class:`~localpers.feedback.SignalWeights`.
     Blend weights multiply z-scored signals, so they compare directly. Collaborative
     evidence from many people is the strongest predictor where it exists, so it leads
     (1.0). Content similarity is the only signal for items the model has never seen and
@@ -130,14 +116,6 @@ class RecommenderConfig:
     # gain this much, dated items that do not lose it, undated ones are left alone. Small on purpose:
     # about a fifth of a standard deviation of one signal, so it reorders near-ties, not the list.
     era: float = 0.2
-    # What each signal says about interest, before recency (ratings are 1-5 stars).
-    like: float = 1.0
-    dislike: float = -1.0
-    not_interested: float = -0.5
-    read: float = 0.5
-    click: float = 0.25
-    interaction: float = 0.5
-    stars: tuple[float, float, float, float, float] = (-0.5, -0.25, 0.4, 0.8, 1.0)
     # An item's weight halves for every this many newer items the user touched (0 = no decay);
     # on MovieLens validation 80-160 did best: tastes drift, but slowly.
     recency_half_life: float = 100.0
@@ -154,15 +132,6 @@ class RecommenderConfig:
     pool: int = 100  # how many top items MMR chooses from
     # Above this many items a request scores candidates (localpers.candidates), not the whole catalog.
     large_catalog: int = LARGE_CATALOG
-
-    def signal_weight(self, event: Event) -> float:
-        if event.signal == "rating":
-            # Stars (localpers.ratings): linear between the two nearest whole stars; half a star
-            # continues the 1-2 star slope below 1.
-            stars = min(STARS[1], max(STARS[0], float(event.value if event.value is not None else 3.0)))
-            low = min(max(int(stars), 1), 4)
-            return self.stars[low - 1] + (stars - low) * (self.stars[low] - self.stars[low - 1])
-        return float(getattr(self, event.signal))
 
 
 @dataclass
@@ -237,8 +206,6 @@ class Recommender:
         if self._version == self.catalog.version:
             return
         if len(self.catalog) > self.config.large_catalog:
-            from .candidates import CandidateRanker
-
             self.large = CandidateRanker(self)  # nothing proportional to the catalog is loaded
             self._set_arrays([], np.zeros((0, 384), dtype=np.float32), None, np.zeros(0, dtype=np.int64))
             self._version = self.catalog.version
@@ -283,21 +250,19 @@ class Recommender:
 
     # ------------------------------------------------------------------ histories
 
-    def history(self, vault: Any, *, interests: str | None = None) -> History:
+    def taste(self, vault: Vault, *, interests: str | None = None) -> Taste:
         """The user's interactions with this catalog (oldest first) and their interest text."""
-        from .profile import interest_text
-
         self._load()
         events = read_events(vault, self.catalog.name)
         if not self.large:  # a large catalog's candidates drop unknown items themselves
             events = [e for e in events if e.item in self.position]
         text = interest_text(vault) if interests is None else interests
-        history = History(events, text)
+        history = Taste(events, text)
         if text.strip():
             history.interest_vector = self._interest_vector(text, vault)
         return history
 
-    def _interest_vector(self, text: str, vault: Any = None) -> np.ndarray:
+    def _interest_vector(self, text: str, vault: Vault = None) -> np.ndarray:
         # Embedding a text costs tens of milliseconds; the result is personal, so it is cached sealed.
         key = vault.keyed_hash(f"{self.catalog.embedding_model()}|{text}", "interest-vector") if vault else None
         if key is not None:
@@ -315,12 +280,10 @@ class Recommender:
     @property
     def embedder(self) -> Any:
         if self._embedder is None:
-            from .embed import Embedder
-
             self._embedder = Embedder.shared(self.catalog.embedding_model())
         return self._embedder
 
-    def item_weights(self, histories: Sequence[History]) -> sparse.csr_matrix:
+    def item_weights(self, histories: Sequence[Taste]) -> sparse.csr_matrix:
         """One row per user: how much each catalog item says about them (signal x recency).
 
         The latest explicit signal on an item wins (a dislike after a like is a dislike);
@@ -354,7 +317,7 @@ class Recommender:
 
     # ------------------------------------------------------------------ scoring
 
-    def score(self, histories: Sequence[History]) -> Scores:
+    def score(self, histories: Sequence[Taste]) -> Scores:
         """Scores of every item for each history; seen items get -inf.
 
         One code path for one user (the CLI) and for thousands (the benchmark).
@@ -490,12 +453,12 @@ class Recommender:
             max_sim = np.maximum(max_sim, vectors @ self.vectors[k])
         return chosen
 
-    def rank(self, histories: Sequence[History], n: int = 10, *, mask: np.ndarray | None = None) -> list[list[int]]:
+    def rank(self, histories: Sequence[Taste], n: int = 10, *, mask: np.ndarray | None = None) -> list[list[int]]:
         """Item indices of each user's list (the benchmark's entry point)."""
         scores = self.score(histories)
         return [[k for k, _ in self.select(scores.total[u], n, mask, scores.explore[u])] for u in range(len(histories))]
 
-    def recommend_for(self, history: History, n: int = 10, *, kinds: Iterable[str] | None = None,
+    def recommend_for(self, history: Taste, n: int = 10, *, kinds: Iterable[str] | None = None,
                       tags: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> list[Recommendation]:
         """A list for one history, each item with its reason."""
         self._load()
@@ -508,7 +471,7 @@ class Recommender:
         row = scores.weights.getrow(0)
         return [self._explain(scores, history, row, k, exploring) for k, exploring in picks]
 
-    def recommend(self, vault: Any, n: int = 10, *, kinds: Iterable[str] | None = None,
+    def recommend(self, vault: Vault, n: int = 10, *, kinds: Iterable[str] | None = None,
                   tags: Iterable[str] | None = None, interests: str | None = None, engine: Any = None,
                   use_profile: bool = True) -> Recommendations:
         """Recommend ``n`` items to the owner of ``vault``.
@@ -519,9 +482,7 @@ class Recommender:
         :meth:`profile_facts`); the returned list's ``disclosure`` says which were used
         and which withheld.
         """
-        from .profile import interest_facts
-
-        history = self.history(vault, interests=interests)
+        history = self.taste(vault, interests=interests)
         # The stored interests and profile text feed the interests signal: reported as used, always.
         read = interest_facts(vault) if interests is None and self.config.interests else []
         disclosure = self.profile_facts(vault, history, public=read) if use_profile else None
@@ -530,7 +491,7 @@ class Recommender:
             phrase_reasons(recs, self.catalog, engine)
         return recs
 
-    def classic_share(self, history: History) -> float | None:
+    def classic_share(self, history: Taste) -> float | None:
         """Share of the user's well-rated dated items that are classics (the ``classic_share`` fact).
 
         Well-rated: liked, or 4 stars and up (the latest explicit signal on an item counts).
@@ -547,7 +508,7 @@ class Recommender:
         dated = [f for f in fits if f != 0]
         return round(sum(f > 0 for f in dated) / len(dated), 3) if len(dated) >= MIN_DATED_LIKES else None
 
-    def profile_facts(self, vault: Any, history: History, *, public: Iterable[str] = (),
+    def profile_facts(self, vault: Vault, history: Taste, *, public: Iterable[str] = (),
                       record: bool = True) -> "FactSelection | None":
         """Choose the profile facts for this request and settle ``history.era`` from them.
 
@@ -560,10 +521,6 @@ class Recommender:
         per day (a list is recomputed after every like; repeating the entry adds nothing).
         Returns None when the catalog's items have no years (nothing to decide).
         """
-        from .disclosure import choose_profile_facts
-        from .disclosure import profile_facts as stored_facts
-        from .profile import set_fact
-
         self._load()
         if not self.has_eras:
             return None
@@ -578,7 +535,7 @@ class Recommender:
 
     # ------------------------------------------------------------------ reasons
 
-    def _explain(self, scores: Scores, history: History, row: sparse.csr_matrix, k: int,
+    def _explain(self, scores: Scores, history: Taste, row: sparse.csr_matrix, k: int,
                  exploring: bool) -> Recommendation:
         cfg = self.config
         item = self.items[k]
@@ -618,52 +575,6 @@ class Recommender:
 def item_years(items: Iterable[Item]) -> np.ndarray:
     """:func:`item_year` of each item as floats, NaN where an item has none."""
     return np.array([np.nan if (y := item_year(item)) is None else y for item in items], dtype=np.float64)
-
-
-def year_of(value: Any) -> int | None:
-    """A year from an attribute value (1927, "1927", "1927-03-01"), or None."""
-    if isinstance(value, bool) or value in (None, ""):
-        return None
-    if isinstance(value, (int, float)):
-        return int(value) if np.isfinite(value) else None
-    match = re.match(r"\s*(-?\d{1,4})\b", str(value))
-    return int(match.group(1)) if match else None
-
-
-class CatalogItems(Sequence):
-    """A catalog's items in catalog order, each read from the catalog only when first asked for.
-
-    A full-scan request needs the arrays of every item but the details of a dozen (the list
-    and the items its reasons cite), so parsing all of them would cost more than scoring.
-    """
-
-    def __init__(self, catalog: Catalog, ids: list[str]) -> None:
-        self.catalog, self.ids = catalog, ids
-        self._read: dict[int, Item] = {}
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, k: Any) -> Any:
-        if isinstance(k, slice):
-            return [self[j] for j in range(*k.indices(len(self)))]
-        k = int(k)
-        if k < 0:
-            k += len(self.ids)
-        if k not in self._read:
-            item = self.catalog.get(self.ids[k])
-            if item is None:  # removed since the arrays were made: a placeholder, never recommended twice
-                item = Item(self.ids[k], self.ids[k])
-            self._read[k] = item
-        return self._read[k]
-
-    def __iter__(self) -> Any:
-        missing = [k for k in range(len(self.ids)) if k not in self._read]
-        for start in range(0, len(missing), 500):  # all of them (a kind or tag filter): 500 a query
-            chunk = missing[start:start + 500]
-            by_id = {item.id: item for item in self.catalog.get_many([self.ids[k] for k in chunk])}
-            self._read.update({k: by_id.get(self.ids[k]) or Item(self.ids[k], self.ids[k]) for k in chunk})
-        return (self._read[k] for k in range(len(self.ids)))
 
 
 @dataclass
@@ -742,11 +653,8 @@ def item_year(item: Item) -> int | None:
     return None
 
 
-def _record_once_a_day(vault: Any, chosen: "FactSelection") -> int:
+def _record_once_a_day(vault: Vault, chosen: "FactSelection") -> int:
     """The ledger entry for this choice: today's identical one if there is one, else a new one."""
-    from .disclosure import ledger_entries, record
-    from .vault import coarse_time
-
     revealed = json.loads(json.dumps(chosen.used, default=str))
     for entry in ledger_entries(vault, since=coarse_time()):
         if (entry.purpose == chosen.purpose and entry.recipient == chosen.recipient and entry.revealed == revealed
@@ -785,7 +693,7 @@ def _exploration_slots(n: int, share: float) -> set[int]:
     return {s for s in range(1, n + 1) if int(s * share + 1e-9) > int((s - 1) * share + 1e-9)}
 
 
-def _verb(history: History, item_id: str, cfg: RecommenderConfig) -> str:
+def _verb(history: Taste, item_id: str, cfg: RecommenderConfig) -> str:
     last = next((e for e in reversed(history.events) if e.item == item_id and e.signal in EXPLICIT), None)
     if last is None:
         last = next((e for e in reversed(history.events) if e.item == item_id), None)
@@ -839,76 +747,6 @@ def phrase_reasons(recs: list[Recommendation], catalog: Catalog, engine: Any, *,
         tail = engine.complete(prompt, max_tokens=max_tokens, temperature=0.0, stop=["\n"]).strip()
         if 3 <= len(tail) <= 160 and not any(word in tail for word in ("Liked:", "Suggested:", "Why:")):
             rec.reason = f"{head} {tail}" if tail[-1] in ".!?" else f"{head} {tail}."
-
-
-# ---------------------------------------------------------------------- the vault side
-
-
-def normalize_signal(signal: str) -> str:
-    name = signal.strip().lower().replace("-", "_").replace(" ", "_")
-    if name not in SIGNALS:
-        raise LocalpersError(f"unknown feedback {signal!r}; use one of: {', '.join(s.replace('_', '-') for s in SIGNALS)}")
-    return name
-
-
-def record_feedback(vault: Any, catalog: Catalog, item_id: str, signal: str, value: float | None = None) -> int:
-    """Store one interaction (sealed in ``vault.interactions``) and return its id.
-
-    ``signal``: like, dislike, not-interested, rating (``value`` = 1-5 stars), read, click
-    or interaction.
-    The next recommendation list reflects it.
-    """
-    from .vault import coarse_time
-
-    signal = normalize_signal(signal)
-    item = catalog.get(item_id)
-    if item is None:
-        raise LocalpersError(f"catalog {catalog.name!r} has no item {item_id!r}")
-    if signal == "rating":
-        if value is None:
-            raise LocalpersError("a rating needs a value: 0.5 to 5 stars, half stars allowed (--value 4)")
-        value = float(value)
-        if not STARS[0] <= value <= STARS[1]:
-            raise LocalpersError(f"a rating is {STARS[0]:g} to {STARS[1]:g} stars (half stars allowed), not {value:g}")
-    elif value is not None:
-        raise LocalpersError(f"{signal.replace('_', '-')} takes no value; only a rating does")
-    meta = {"catalog": catalog.name, "title": item.title, "kind": item.kind, "tags": list(item.tags)}
-    return vault.interactions.insert({"signal": signal, "time": coarse_time(), "item": item.id, "value": value,
-                                      "metadata": meta})
-
-
-def read_events(vault: Any, catalog: str | None = None) -> list[Event]:
-    """The user's interactions, oldest first (ids break ties within a day), for one catalog.
-
-    Interactions recorded without a catalog name (e.g. imported ratings) count for every catalog.
-    """
-    events = []
-    for row in vault.interactions.rows(order_by="time, id", columns=["item", "value", "metadata"]):
-        meta = row.get("metadata") or {}
-        if catalog is not None and isinstance(meta, dict) and meta.get("catalog") not in (None, catalog):
-            continue
-        if row.get("item") is None or row["signal"] not in SIGNALS:
-            continue
-        value = row.get("value")
-        events.append(Event(str(row["item"]), row["signal"], float(value) if isinstance(value, (int, float)) else None))
-    return events
-
-
-def seed_demo_feedback(vault: Any, catalog: Catalog) -> int:
-    """Record the bundled demo ratings (``demo_data/ratings.csv``) for a demo vault; returns how many."""
-    import csv
-    from pathlib import Path
-
-    path = Path(__file__).parent / "demo_data" / "ratings.csv"
-    count = 0
-    with open(path, encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            if catalog.get(row["item"]) is None:
-                continue
-            value = float(row["value"]) if row.get("value") else None
-            record_feedback(vault, catalog, row["item"], row["signal"], value)
-            count += 1
-    return count
 
 
 def tuned(config: RecommenderConfig, **changes: Any) -> RecommenderConfig:

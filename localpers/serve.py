@@ -56,7 +56,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import uvicorn
@@ -67,6 +67,11 @@ from starlette.routing import Route
 
 from . import models
 from .errors import LocalpersError
+from .vault import coarse_time
+from .writing.writer import Writer
+
+if TYPE_CHECKING:
+    from .vault import Vault
 
 WRITER_MODEL = "localpers"
 DEFAULT_PORT = 8723
@@ -292,14 +297,12 @@ class Generation:
 class Service:
     """The user's writer and the base model behind one engine, one request at a time.
 
-    ``writer`` defaults to a :class:`~localpers.write.Writer` for ``vault`` (personal
+    ``writer`` defaults to a :class:`~localpers.writing.writer.Writer` for ``vault`` (personal
     adapter and retrieval on). ``queue_size`` requests may wait while one runs.
     """
 
-    def __init__(self, vault: Any, writer: Any = None, *, queue_size: int = DEFAULT_QUEUE) -> None:
+    def __init__(self, vault: Vault, writer: Any = None, *, queue_size: int = DEFAULT_QUEUE) -> None:
         if writer is None:
-            from .write import Writer
-
             writer = Writer(vault)
         self.vault, self.writer, self.engine = vault, writer, writer.engine
         self.base_model = _model_name(self.engine.model_path)
@@ -393,8 +396,6 @@ class Service:
 
     def record(self, job: Job, usage: Usage) -> None:
         """One sealed ledger entry per request: time, client, model, token counts; never the text."""
-        from .vault import coarse_time
-
         row = {"time": coarse_time(), "purpose": "api request", "recipient": job.client or "unnamed client",
                "revealed": {}, "withheld": [], "steps": [],
                "decision": {"name": "api request", "label": job.model, "endpoint": job.endpoint,
@@ -708,14 +709,12 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def serve(vault: Any, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, allow_remote: bool = False,
+def serve(vault: Vault, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, allow_remote: bool = False,
           queue_size: int = DEFAULT_QUEUE, announce: Any = print) -> None:
     """Serve ``vault``'s writer until Ctrl+C or ``localpers serve --stop``; then lock the vault.
 
     ``announce`` receives the lines for the person who started it (the token among them).
     """
-    import uvicorn
-
     check_host(host, allow_remote=allow_remote)
     user_dir = vault.path.parent
     if running_server(user_dir) is not None:

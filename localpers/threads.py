@@ -25,6 +25,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from .paths import Config
+
 # A window shorter than this says little: a look this soon after the last keeps its answer.
 MIN_WINDOW = 0.05
 # Leave a core to others once they use more than this much of it (a mostly idle core is still worth using).
@@ -116,8 +118,6 @@ def available(most: int) -> int:
 
 def configured() -> int:
     """``threads`` from config.toml: the most localpers computes with (default: every core it may use)."""
-    from .paths import Config
-
     return Config.load().threads
 
 

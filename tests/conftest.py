@@ -1,10 +1,14 @@
-"""Shared fixtures: a private data directory per test, and a network that refuses every connection."""
+"""Shared fixtures: a private data directory per test, a vault, an in-memory OS keyring, and a network that
+refuses every connection."""
 
 from __future__ import annotations
 
 import socket
 
 import pytest
+
+from localpers.vault import Vault
+from support import MemoryKeyring
 
 
 @pytest.fixture
@@ -16,6 +20,25 @@ def home(tmp_path, monkeypatch):
     monkeypatch.delenv("LOCALPERS_USER", raising=False)
     monkeypatch.delenv("LOCALPERS_PASSPHRASE", raising=False)
     return path
+
+
+@pytest.fixture
+def vault(tmp_path):
+    """A fresh vault of "ada" under ``tmp_path`` (no key stretching: tests need speed, not Argon2id's cost)."""
+    v = Vault.create("ada", "correct horse", home=tmp_path / "users", kdf_seconds=0)
+    yield v
+    v.close()
+
+
+@pytest.fixture
+def os_keyring():
+    """The OS keyring replaced by one in memory (no keyring service runs on a CI machine)."""
+    keyring = pytest.importorskip("keyring")
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
 
 
 class NetworkBlocked(RuntimeError):

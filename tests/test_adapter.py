@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from localpers import adapter, models
+from localpers import models
+from localpers.writing import adapter
 from localpers.adapters import available, load_recipe, recipe_for_model
 from localpers.errors import LocalpersError
 from localpers.llm import Engine
-from localpers.train import attach_lora, load_base
+from localpers.writing.train import attach_lora, load_base
 from localpers.vault import Vault, plaintext_file
 
 pytestmark = pytest.mark.model

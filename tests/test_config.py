@@ -117,7 +117,7 @@ def test_threads_reach_torch(home):
 def test_playback_uses_the_configured_playback_model(home):
     from localpers import models
     from localpers.llm import Engine
-    from localpers.playback import PlaybackConfig, playback
+    from localpers.writing.playback import PlaybackConfig, playback
     from localpers.vault import Vault
 
     Config(playback_model="gemma3-270m").save()

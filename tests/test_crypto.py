@@ -8,7 +8,7 @@ import unicodedata
 
 import pytest
 
-from localpers import crypto
+from localpers.vault import crypto
 from localpers.errors import TamperedData, VaultError
 
 

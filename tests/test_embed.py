@@ -13,6 +13,7 @@ import pytest
 
 from localpers.catalog import Catalog
 from localpers.embed import Embedder, SentenceTransformerEmbedder
+from support import CountingEmbedder
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 HEAVY = ("torch", "transformers", "sentence_transformers")
@@ -98,15 +99,6 @@ print(json.dumps({"loaded": loaded, "after_help": after_help}))
 """ % (HEAVY, HEAVY)
     result = _run(code, tmp_path)
     assert result == {"loaded": [], "after_help": []}
-
-
-class CountingEmbedder:
-    def __init__(self, inner: Embedder) -> None:
-        self.inner, self.dim, self.name, self.calls = inner, inner.dim, inner.name, 0
-
-    def encode(self, texts, *, batch_size: int = 32):
-        self.calls += len(texts)
-        return self.inner.encode(texts, batch_size=batch_size)
 
 
 def test_catalog_reimport_reuses_vectors_by_content(tmp_path):

@@ -15,21 +15,11 @@ from localpers.history import INDEX_BLOB, History
 from localpers.index import VectorIndex
 from localpers.sources.synthetic import synthetic_mailbox, write_mbox
 from localpers.vault import Vault
+from support import CountingEmbedder
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 PANZA = SHARED / "panza-emails" / "david.jsonl"
 ADA = "ada@example.com"
-
-
-class CountingEmbedder:
-    """The real embedder, counting how many texts it was asked to embed."""
-
-    def __init__(self, inner: Embedder) -> None:
-        self.inner, self.dim, self.name, self.calls = inner, inner.dim, inner.name, 0
-
-    def encode(self, texts, *, batch_size: int = 32):
-        self.calls += len(texts)
-        return self.inner.encode(texts, batch_size=batch_size)
 
 
 @pytest.fixture(scope="module")
@@ -268,8 +258,8 @@ def test_index_round_trip_keeps_dtype_and_search_settings():
 
 def test_erasing_a_trained_on_item_leaves_no_trace_in_any_table_or_file(vault, embedder, tmp_path):
     """Everything derived from an item goes with it: embedding, index entry, playback instruction, checkpoint."""
-    from localpers import train
-    from localpers.playback import cache_key
+    from localpers.writing import train
+    from localpers.writing.playback import cache_key
     from localpers.vault import TABLES
 
     history = History(vault, embedder)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from localpers import vault as vault_module
+from localpers.vault import store as vault_module
 from localpers.catalog import Catalog
 from localpers.vault import Vault
 

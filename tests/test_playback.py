@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from localpers.playback import (
+from localpers.writing.playback import (
     Instruction,
     PlaybackConfig,
     cache_key,

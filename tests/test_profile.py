@@ -30,13 +30,6 @@ ITEMS = [
 
 
 @pytest.fixture
-def vault(tmp_path):
-    v = Vault.create("ada", "correct horse", home=tmp_path / "users", kdf_seconds=0)
-    yield v
-    v.close()
-
-
-@pytest.fixture
 def catalog(tmp_path):
     cat = Catalog("books", home=tmp_path)
     cat.add_items(ITEMS)  # the profile needs titles and tags, not embeddings

@@ -12,14 +12,13 @@ from localpers.errors import LocalpersError
 from localpers.profile import set_interests
 from localpers.recommend import (
     Event,
-    History,
     Recommender,
     RecommenderConfig,
+    Taste,
     _exploration_slots,
     read_events,
     record_feedback,
 )
-from localpers.vault import Vault
 
 THEMES = {
     "vampire": [
@@ -85,13 +84,6 @@ def catalog(tmp_path_factory):
     return cat
 
 
-@pytest.fixture
-def vault(tmp_path):
-    v = Vault.create("ada", "correct horse", home=tmp_path / "users", kdf_seconds=0)
-    yield v
-    v.close()
-
-
 def themes(recs):
     return [THEME_OF[r.item.id] for r in recs]
 
@@ -108,7 +100,7 @@ def test_no_history_gives_popular_items_with_reasons(catalog, vault, no_network)
 def test_empty_catalog_gives_an_empty_list(tmp_path, vault):
     empty = Catalog("empty", home=tmp_path)
     assert Recommender(empty).recommend(vault, n=10) == []
-    assert Recommender(empty).recommend_for(History([Event("x", "like")]), n=3) == []
+    assert Recommender(empty).recommend_for(Taste([Event("x", "like")]), n=3) == []
 
 
 def test_cold_start_from_stated_interests(catalog, vault):
@@ -201,7 +193,7 @@ def test_filters_by_kind_and_tag(catalog, vault):
 def test_new_items_reach_the_list_through_content(catalog):
     # "new-vampire" has no collaborative data at all; a vampire fan still gets it, by content.
     rec = Recommender(catalog, RecommenderConfig(exploration=0.0, diversity=0.0))
-    history = History([Event(i, "like") for i in ("dracula", "carmilla", "nosferatu", "vampyr")])
+    history = Taste([Event(i, "like") for i in ("dracula", "carmilla", "nosferatu", "vampyr")])
     ids = [r.item.id for r in rec.recommend_for(history, n=3)]
     assert "new-vampire" in ids, ids
     without_content = Recommender(catalog, RecommenderConfig(exploration=0.0, diversity=0.0, content=0.0))
@@ -209,7 +201,7 @@ def test_new_items_reach_the_list_through_content(catalog):
 
 
 def test_exploration_share_reserves_a_slot_for_novel_items(catalog):
-    history = History([Event("bread", "like"), Event("cakes", "like")])
+    history = Taste([Event("bread", "like"), Event("cakes", "like")])
     explore = Recommender(catalog, RecommenderConfig(exploration=0.1)).recommend_for(history, n=10)
     novel = [(n, r) for n, r in enumerate(explore, 1) if r.novel]
     assert [n for n, _ in novel] == [10]
@@ -222,7 +214,7 @@ def test_exploration_share_reserves_a_slot_for_novel_items(catalog):
 
 
 def test_mmr_diversity_widens_the_list(catalog):
-    history = History([Event("dracula", "like"), Event("hound", "rating", 4.0)])
+    history = Taste([Event("dracula", "like"), Event("hound", "rating", 4.0)])
     focused = Recommender(catalog, RecommenderConfig(diversity=0.0, exploration=0.0)).recommend_for(history, n=6)
     varied = Recommender(catalog, RecommenderConfig(diversity=0.7, exploration=0.0)).recommend_for(history, n=6)
     spread = lambda recs: np.mean([r.item.id != o.item.id and  # noqa: E731
@@ -238,7 +230,7 @@ def test_mmr_diversity_widens_the_list(catalog):
 
 def test_item_weights_follow_signals_and_recency(catalog):
     rec = Recommender(catalog, RecommenderConfig(recency_half_life=2.0))
-    history = History([Event("dracula", "like"), Event("bread", "like"), Event("cakes", "like"),
+    history = Taste([Event("dracula", "like"), Event("bread", "like"), Event("cakes", "like"),
                        Event("hound", "like"), Event("hound", "click"), Event("orbit", "like"),
                        Event("orbit", "dislike"), Event("comet", "rating", 4.5), Event("moonstone", "read")])
     w = rec.item_weights([history]).toarray()[0]
@@ -253,8 +245,8 @@ def test_item_weights_follow_signals_and_recency(catalog):
 
 def test_batch_scores_match_single_user_scores(catalog):
     rec = Recommender(catalog)
-    histories = [History([Event("dracula", "like")]), History([Event("bread", "rating", 5.0), Event("orbit", "like")]),
-                 History()]
+    histories = [Taste([Event("dracula", "like")]), Taste([Event("bread", "rating", 5.0), Event("orbit", "like")]),
+                 Taste()]
     batch = rec.score(histories).total
     for u, history in enumerate(histories):
         single = rec.score([history]).total[0]
@@ -269,7 +261,7 @@ def test_catalog_without_item_model_uses_content_only(tmp_path):
     cat.add_items([{"id": i, "title": t, "description": d, "tags": [theme]}
                    for theme, items in THEMES.items() for i, _, t, d in items])
     cat.embed_pending()
-    recs = Recommender(cat).recommend_for(History([Event("bread", "like"), Event("cakes", "like")]), n=3)
+    recs = Recommender(cat).recommend_for(Taste([Event("bread", "like"), Event("cakes", "like")]), n=3)
     assert themes(recs) == ["baking"] * 3
     assert all(r.reason.startswith("Because you liked") for r in recs)
     assert "collaborative" not in recs[0].parts
@@ -280,10 +272,10 @@ def test_recommender_sees_catalog_changes(tmp_path):
     cat.add_items([{"id": "a", "title": "Sourdough bread baking"}])
     cat.embed_pending()
     rec = Recommender(cat)
-    assert len(rec.recommend_for(History(), n=5)) == 1
+    assert len(rec.recommend_for(Taste(), n=5)) == 1
     cat.add_items([{"id": "b", "title": "Baking cakes at home"}])
     cat.embed_pending()
-    assert {r.item.id for r in rec.recommend_for(History(), n=5)} == {"a", "b"}
+    assert {r.item.id for r in rec.recommend_for(Taste(), n=5)} == {"a", "b"}
 
 
 @pytest.mark.slow
@@ -316,7 +308,7 @@ def test_imported_interactions_count_for_the_catalog(catalog, vault):
         {"signal": "rating", "time": coarse_time(), "item": "orbit", "value": 5, "metadata": {"source": "csv"}},
         {"signal": "rating", "time": coarse_time(), "item": "not-in-this-catalog", "value": 5, "metadata": None},
     ])
-    history = Recommender(catalog).history(vault)
+    history = Recommender(catalog).taste(vault)
     assert [e.item for e in history.events] == ["moon-trip", "orbit"]
     recs = Recommender(catalog).recommend(vault, n=3)
     assert themes(recs).count("space") >= 2
@@ -328,7 +320,7 @@ def test_dense_and_sparse_paths_agree(catalog, monkeypatch):
 
     import localpers.recommend as recommend_module
 
-    histories = [History([Event("dracula", "like"), Event("bread", "rating", 2.0)]), History([Event("orbit", "click")])]
+    histories = [Taste([Event("dracula", "like"), Event("bread", "rating", 2.0)]), Taste([Event("orbit", "click")])]
     dense = Recommender(catalog)
     assert isinstance(dense.model, np.ndarray)  # a small dense EASE model stays a dense array
     expected = dense.score(histories).total

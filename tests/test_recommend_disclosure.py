@@ -41,13 +41,6 @@ def catalog(tmp_path_factory):
     return cat
 
 
-@pytest.fixture
-def vault(tmp_path):
-    v = Vault.create("ada", "correct horse", home=tmp_path / "users", kdf_seconds=0)
-    yield v
-    v.close()
-
-
 def like_all(vault, catalog, items):
     for item_id, *_ in items:
         record_feedback(vault, catalog, item_id, "like")
@@ -183,9 +176,9 @@ def test_classic_share_counts_well_rated_dated_items(catalog, vault):
     record_feedback(vault, catalog, "the-general", "rating", 2)  # not well rated
     record_feedback(vault, catalog, "gravity-well", "like")
     record_feedback(vault, catalog, "neon-heist", "read")  # a read is not a like
-    assert rec.classic_share(rec.history(vault, interests="")) == pytest.approx(2 / 3, abs=1e-3)
+    assert rec.classic_share(rec.taste(vault, interests="")) == pytest.approx(2 / 3, abs=1e-3)
     record_feedback(vault, catalog, "nosferatu", "dislike")  # the latest explicit signal wins
-    assert rec.classic_share(rec.history(vault, interests="")) is None  # only 2 well-rated dated items left
+    assert rec.classic_share(rec.taste(vault, interests="")) is None  # only 2 well-rated dated items left
 
 
 def test_set_fact_writes_only_changes(vault):

@@ -11,7 +11,8 @@ import pytest
 
 from localpers.catalog import Catalog
 from localpers.itemmodel import build_item_model
-from localpers.recommend import Event, History, Recommender, RecommenderConfig
+from localpers.recommend import Event, Recommender, RecommenderConfig
+from localpers.feedback import Taste
 
 from test_recommend_scale import synthetic
 
@@ -21,7 +22,7 @@ def test_full_scan_maps_cached_arrays_and_follows_catalog_changes(home, tmp_path
     catalog = Catalog("shop")
     catalog.import_file(tmp_path / "items.jsonl", vectors=tmp_path / "items.vectors.npz")
     catalog.save_item_model(build_item_model(tmp_path / "inter.csv", top_k=50).model)
-    history = History([Event(ids[k], "like") for k in np.flatnonzero(topic == 2)[:8]])
+    history = Taste([Event(ids[k], "like") for k in np.flatnonzero(topic == 2)[:8]])
     first = [r.item.id for r in Recommender(catalog).recommend_for(history, 10)]
     # A fresh process's view: a new Catalog object, nothing parsed or loaded beyond the mapped arrays.
     fresh = Catalog("shop")

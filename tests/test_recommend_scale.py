@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from localpers.catalog import Catalog, ItemModel, read_rows
 from localpers.errors import LocalpersError
 from localpers.itemmodel import build_item_model
-from localpers.recommend import Event, History, Recommender, RecommenderConfig, record_feedback
+from localpers.recommend import Event, Recommender, RecommenderConfig, Taste, record_feedback
 from localpers.sources import Interaction, Rejected
 from localpers.sources.interactions import CsvSource
 
@@ -126,15 +126,6 @@ def test_catalog_csv_with_common_id_headers_and_column_mapping(home, tmp_path):
         list(read_rows(tmp_path / "shop.csv", {"price": "ean"}))
 
 
-@pytest.fixture
-def vault(tmp_path):
-    from localpers.vault import Vault
-
-    v = Vault.create("ada", "correct horse", home=tmp_path / "users", kdf_seconds=0)
-    yield v
-    v.close()
-
-
 def test_one_rating_scale(home, tmp_path, vault):
     path = tmp_path / "ratings.csv"
     path.write_text("movieId,rating\n1,0.5\n2,4.5\n3,7.0\n4,-1\n")
@@ -175,7 +166,7 @@ def test_candidate_ranking_agrees_with_full_scoring(home, tmp_path, no_network, 
     overlaps = []
     for user in range(20):
         liked = rng.choice(np.flatnonzero(topic == user % 8), size=int(rng.integers(3, 30)), replace=False)
-        history = History([Event(ids[k], "rating", float(rng.integers(3, 6))) for k in liked])
+        history = Taste([Event(ids[k], "rating", float(rng.integers(3, 6))) for k in liked])
         a = [r.item.id for r in full.recommend_for(history, 10)]
         b = [r.item.id for r in scaled.recommend_for(history, 10)]
         assert len(b) == 10 and not set(b) & {ids[k] for k in liked}

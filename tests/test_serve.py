@@ -28,16 +28,10 @@ from localpers.llm import Engine
 from localpers.paths import Config
 from localpers.serve import LocalServer, Service, ServeError, check_host, create_app, free_port
 from localpers.vault import Vault
-from localpers.write import Writer
+from localpers.writing.writer import Writer
+from support import MARA_TEXTS as TEXTS
 from test_vault_canary import encodings, scan
 
-TEXTS = [
-    "Hi Jonas,\n\nCould you send me the slides from Tuesday's workshop? I want to reuse the chart.\n\nCheers,\nMara",
-    "Hi Petra,\n\nThanks for covering the support queue yesterday. I owe you a coffee.\n\nCheers,\nMara",
-    "Hi team,\n\nThe release moves to Friday because the payment tests failed. Keep Thursday free.\n\nCheers,\nMara",
-    "Hi Sam,\n\nI booked the small meeting room for Monday at ten. Bring the budget.\n\nCheers,\nMara",
-    "Hi Lena,\n\nGreat news about the grant! Let's celebrate on Thursday, my treat.\n\nCheers,\nMara",
-]
 # A schema whose grammar forces at least 120 array items: a generation that cannot end early.
 LONG = {"type": "json_schema", "json_schema": {"name": "long", "schema": {
     "type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 9}, "minItems": 120}}}

@@ -111,9 +111,9 @@ def test_demo_in_a_real_terminal(terminal):
     # Quitting used to take 6 s with a blank screen (torch's teardown at interpreter exit).
     assert time.monotonic() - quit_at < QUIT_SECONDS, f"quitting took {time.monotonic() - quit_at:.1f} s"
 
-    from localpers.vault import Vault
+    from localpers.demo import open_demo
 
-    with Vault.open_demo(home=home / "users") as vault:  # the app closed it cleanly and kept the like
+    with open_demo(home=home / "users") as vault:  # the app closed it cleanly and kept the like
         assert [r["signal"] for r in vault.interactions.rows(order_by="id")][-1] == "like"
 
 

@@ -13,12 +13,12 @@ import threading
 import pytest
 import torch
 
-from localpers import adapter
+from localpers.writing import adapter
 from localpers.adapters import load_recipe
 from localpers.errors import LocalpersError
 from localpers.history import History
 from localpers.llm import Engine
-from localpers.train import (
+from localpers.writing.train import (
     CHECKPOINT_BLOB,
     Sample,
     TrainConfig,
@@ -30,7 +30,7 @@ from localpers.train import (
     train_adapter,
 )
 from localpers.vault import Vault
-from localpers.write import Writer
+from localpers.writing.writer import Writer
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from localpers.sources.synthetic import synthetic_mailbox, write_mbox
-from localpers.playback import PlaybackConfig, playback
-from localpers.train import checkpoint_step, collect_texts
+from localpers.writing.playback import PlaybackConfig, playback
+from localpers.writing.train import checkpoint_step, collect_texts
 from localpers.vault import Vault
 
 # Four runs with playback of 50 texts: minutes on an idle 2-core machine, far more on a busy one.

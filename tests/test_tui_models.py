@@ -14,7 +14,7 @@ import time
 import pytest
 
 from localpers.tui import LocalpersApp
-from tui_support import copy_demo_home, notifications, send_key, unlocked, wait_for
+from tui_support import copy_demo_home, notifications, record_actions, send_key, unlocked, wait_for
 
 pytestmark = pytest.mark.model
 
@@ -134,13 +134,14 @@ async def test_keys_are_handled_quickly_while_a_draft_is_generated(demo_home):
         await _start_long_draft(pilot, screen)
         await wait_for(pilot, lambda: len(screen.query_one("#draft").text) > 0, timeout=120, step=0.01)
         latencies = []
+        handled_keys = record_actions(screen, "toggle_examples")
         at_start = len(screen.query_one("#draft").text)
         while screen.generating is not None and len(latencies) < 8:
-            before = len(screen.handled_keys)
+            before = len(handled_keys)
             pressed = send_key(pilot, "ctrl+b")
-            await wait_for(pilot, lambda: len(screen.handled_keys) > before, timeout=10, step=0.002)
+            await wait_for(pilot, lambda: len(handled_keys) > before, timeout=10, step=0.002)
             if screen.generating is not None:  # only count keys handled while the worker was still writing
-                latencies.append(screen.handled_keys[-1][1] - pressed)
+                latencies.append(handled_keys[-1][1] - pressed)
                 grown = len(screen.query_one("#draft").text)
             await pilot.pause(0.05)
         await pilot.press("escape")
@@ -155,8 +156,8 @@ async def test_keys_are_handled_quickly_while_a_draft_is_generated(demo_home):
 
 
 async def test_training_cancels_resumes_and_keeps_the_ui_responsive(demo_home):
-    from localpers.playback import cached_instruction
-    from localpers.train import collect_texts
+    from localpers.writing.playback import cached_instruction
+    from localpers.writing.train import collect_texts
 
     app = LocalpersApp(home=demo_home, demo=True)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -181,10 +182,11 @@ async def test_training_cancels_resumes_and_keeps_the_ui_responsive(demo_home):
         assert screen.query_one("#train").disabled and not screen.query_one("#cancel").disabled
 
         latencies = []  # keys while the worker plays back texts with the instruct model
+        handled_keys = record_actions(screen, "toggle_adapter")
         for _ in range(5):
             pressed = time.monotonic()
             await pilot.press("s")
-            latencies.append(screen.handled_keys[-1][1] - pressed)
+            latencies.append(handled_keys[-1][1] - pressed)
             await pilot.pause(0.05)
 
         await pilot.press("c")
@@ -218,16 +220,17 @@ async def test_training_cancels_resumes_and_keeps_the_ui_responsive(demo_home):
 def demo_home_with_adapter(demo_home):
     """The demo profile with a real GGUF LoRA adapter installed: freshly initialised, so it leaves the base
     model's output unchanged, stored with the held-out scores a training run would record."""
-    from localpers import adapter, models
+    from localpers import models
+    from localpers.writing import adapter
     from localpers.adapters import load_recipe
-    from localpers.train import attach_lora, load_base
-    from localpers.vault import Vault
+    from localpers.writing.train import attach_lora, load_base
+    from localpers.demo import open_demo
 
     recipe = load_recipe("gemma3-270m")
     base, _ = load_base("gemma3-270m")
     data = adapter.export_gguf(attach_lora(base, recipe), recipe)
     base_id = models.model_id(models.ensure("gemma3-270m"))
-    with Vault.open_demo(home=demo_home / "users") as vault:
+    with open_demo(home=demo_home / "users") as vault:
         adapter.install(vault, data, recipe=recipe, base_model_id=base_id, n_texts=55,
                         scores={"base_heldout_loss": 3.1, "heldout_loss": 2.7})
     return demo_home

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import sqlite3
 import stat
 import subprocess
@@ -15,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from localpers import vault as vault_module
+from localpers.vault import store as vault_module
 from localpers.errors import LocalpersError, TamperedData, VaultError, VaultLocked, WrongPassphrase
-from localpers.vault import DAY, TABLES, Vault, coarse_time, plaintext_file, require_user
+from localpers.session import open_vault
+from localpers.vault import DAY, TABLES, Vault, coarse_time, plaintext_file
 
 PASS = "correct horse battery staple"
 
@@ -380,8 +382,8 @@ def test_several_users_each_with_their_own_passphrase(home):
 def test_require_user_opens_demo_or_asks_for_a_passphrase(home):
     Vault.create("ada", PASS, kdf_seconds=0).close()
     with pytest.raises(LocalpersError, match="passphrase is needed"):
-        require_user("ada", None)
-    require_user("ada", PASS).close()
+        open_vault("ada", None)
+    open_vault("ada", PASS).close()
 
 
 # ---------------------------------------------------------------------- several processes, one writer at a time
@@ -483,7 +485,7 @@ def test_blob_file_is_in_memory_and_readable_by_native_code(vault):
 def test_blob_file_without_memfd_uses_a_private_temp_file_removed_after(vault, monkeypatch, tmp_path):
     monkeypatch.delattr(os, "memfd_create", raising=False)
     monkeypatch.setattr(os.path, "isdir", lambda p: False if p == "/dev/shm" else os.path.exists(p))
-    monkeypatch.setattr(vault_module.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     vault.put_blob("adapter", b"weights" * 100)
     with vault.blob_file("adapter") as path:
         assert path.read_bytes() == b"weights" * 100
@@ -570,47 +572,9 @@ def test_stats_count_rows_and_bytes(vault):
 # ---------------------------------------------------------------------- OS keyring
 
 
-class MemoryKeyring:
-    """A stand-in for the OS keyring service (none runs on a CI machine), plugged in through keyring's API."""
-
-    def __new__(cls):
-        import keyring.backend
-
-        class _Backend(keyring.backend.KeyringBackend):
-            priority = 1
-
-            def __init__(self):
-                super().__init__()
-                self.store = {}
-
-            def get_password(self, service, username):
-                return self.store.get((service, username))
-
-            def set_password(self, service, username, password):
-                self.store[(service, username)] = password
-
-            def delete_password(self, service, username):
-                import keyring.errors
-
-                if self.store.pop((service, username), None) is None:
-                    raise keyring.errors.PasswordDeleteError(username)
-
-        return _Backend()
-
-
 def unlock_secrets(backend) -> dict:
     """The keyring's unlock secrets (besides them, each vault mirrors its change counter there)."""
     return {k: v for k, v in backend.store.items() if not k[1].endswith("#counter")}
-
-
-@pytest.fixture
-def os_keyring():
-    keyring = pytest.importorskip("keyring")
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
 
 
 def test_keyring_unlock_round_trip(home, os_keyring):
@@ -625,7 +589,7 @@ def test_keyring_unlock_round_trip(home, os_keyring):
     assert Vault.keyring_unlocks("ada")
     with Vault.open("ada") as v:
         assert next(v.items.rows())["content"] == "via keyring"
-    with require_user("ada", None) as v:
+    with open_vault("ada", None) as v:
         assert v.user == "ada"
     with Vault.open("ada", PASS) as v:  # the passphrase still works
         v.disable_keyring()
@@ -651,7 +615,7 @@ def test_keyring_secret_lost_or_wrong_falls_back_to_the_passphrase(home, os_keyr
 
 
 def test_without_a_keyring_backend_enabling_says_so(vault, monkeypatch):
-    monkeypatch.setattr(vault_module, "_keyring_module", lambda: None)
+    monkeypatch.setattr(vault_module, "keyring_module", lambda: None)
     with pytest.raises(VaultError, match="no OS keyring is available"):
         vault.enable_keyring()
     assert not vault.keyring_enabled

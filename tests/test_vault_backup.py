@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from localpers import backup as backup_module
+from localpers.vault import backup as backup_module
 from localpers.errors import TamperedData, VaultError, VaultLocked, WrongPassphrase
-from localpers.vault import Vault
+from localpers.vault import Vault, export_jsonl, restore_backup, write_backup
 
 PASS = "correct horse battery staple"
 
@@ -35,7 +35,7 @@ def digest(path: Path) -> str:
 def test_backup_restores_on_another_machine_with_the_passphrase(home, tmp_path):
     vault = make_vault(home)
     blob = vault.get_blob("adapter:style")
-    path = vault.backup(tmp_path / "ada.lpbackup")
+    path = write_backup(vault, tmp_path / "ada.lpbackup")
     vault.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     data = path.read_bytes()
@@ -43,7 +43,7 @@ def test_backup_restores_on_another_machine_with_the_passphrase(home, tmp_path):
     header = backup_module.read_header(path)
     assert header["user"] == "ada" and header["chunks"] >= 3
     other = tmp_path / "other-machine" / "users"  # a separate data directory, as on another computer
-    with Vault.restore(path, PASS, home=other) as restored:
+    with restore_backup(path, PASS, home=other) as restored:
         assert restored.items.count() == 200 and restored.items.get("i7")["metadata"] == {"n": 7}
         assert restored.get_blob("adapter:style") == blob
         assert next(restored.interactions.rows())["value"] == 4
@@ -54,16 +54,16 @@ def test_backup_restores_on_another_machine_with_the_passphrase(home, tmp_path):
 
 def test_restore_with_wrong_passphrase_writes_nothing(home, tmp_path):
     with make_vault(home) as vault:
-        path = vault.backup(tmp_path / "ada.lpbackup")
+        path = write_backup(vault, tmp_path / "ada.lpbackup")
     other = tmp_path / "other" / "users"
     with pytest.raises(WrongPassphrase, match="backup of 'ada'"):
-        Vault.restore(path, "wrong", home=other)
+        restore_backup(path, "wrong", home=other)
     assert not other.exists()
 
 
 def test_damaged_or_foreign_backups_are_refused(home, tmp_path):
     with make_vault(home) as vault:
-        path = vault.backup(tmp_path / "ada.lpbackup")
+        path = write_backup(vault, tmp_path / "ada.lpbackup")
     good = path.read_bytes()
     other = tmp_path / "other" / "users"
     header_end = len(backup_module.MAGIC) + 4 + int.from_bytes(good[16:20], "big")
@@ -76,7 +76,7 @@ def test_damaged_or_foreign_backups_are_refused(home, tmp_path):
         bad = tmp_path / f"{name}.lpbackup"
         bad.write_bytes(damaged)
         with pytest.raises(TamperedData):
-            Vault.restore(bad, PASS, home=other)
+            restore_backup(bad, PASS, home=other)
         assert not (other / "ada" / "vault.db").exists(), name
     # A changed header (here: its date) no longer matches the chunks it was sealed with.
     header = json.loads(good[20:header_end])
@@ -85,58 +85,58 @@ def test_damaged_or_foreign_backups_are_refused(home, tmp_path):
     forged = tmp_path / "forged.lpbackup"
     forged.write_bytes(good[:16] + len(raw).to_bytes(4, "big") + raw + good[header_end:])
     with pytest.raises(TamperedData):
-        Vault.restore(forged, PASS, home=other)
+        restore_backup(forged, PASS, home=other)
     junk = tmp_path / "junk.lpbackup"
     junk.write_bytes(b"not a backup at all")
     with pytest.raises(VaultError, match="not a localpers backup"):
-        Vault.restore(junk, PASS, home=other)
+        restore_backup(junk, PASS, home=other)
     with pytest.raises(VaultError, match="no backup file"):
-        Vault.restore(tmp_path / "missing", PASS, home=other)
+        restore_backup(tmp_path / "missing", PASS, home=other)
 
 
 def test_restore_over_an_existing_vault_needs_overwrite_and_erases_the_old(home, tmp_path):
     vault = make_vault(home)
-    path = vault.backup(tmp_path / "ada.lpbackup")
+    path = write_backup(vault, tmp_path / "ada.lpbackup")
     vault.items.insert({"id": "after-backup", "kind": "note", "content": "newer"})
     with pytest.raises(VaultError, match="already has a vault"):
-        Vault.restore(path, PASS)
+        restore_backup(path, PASS)
     with pytest.raises(VaultLocked):  # not while it is open
-        Vault.restore(path, PASS, overwrite=True)
+        restore_backup(path, PASS, overwrite=True)
     vault.close()
-    with Vault.restore(path, PASS, overwrite=True) as restored:
+    with restore_backup(path, PASS, overwrite=True) as restored:
         assert restored.items.get("after-backup") is None and restored.items.count() == 200
     assert sorted(p.name for p in (home / "users" / "ada").iterdir()) == ["vault.db", "vault.lock"]
 
 
 def test_backup_refuses_inside_a_transaction_and_newer_formats(home, tmp_path, monkeypatch):
-    from localpers import vault as vault_module
+    from localpers.vault import store as vault_module
 
     with make_vault(home) as vault:
         with vault.transaction():
             vault.items.insert({"kind": "note", "content": "not committed yet"})
             with pytest.raises(VaultError, match="inside a transaction"):
-                vault.backup(tmp_path / "in-tx.lpbackup")
-        path = vault.backup(tmp_path / "ada.lpbackup")
+                write_backup(vault, tmp_path / "in-tx.lpbackup")
+        path = write_backup(vault, tmp_path / "ada.lpbackup")
     assert not (tmp_path / "in-tx.lpbackup").exists()
     monkeypatch.setattr(vault_module, "SCHEMA_VERSION", 0)  # as if this localpers were older than the backup
     with pytest.raises(VaultError, match="newer localpers"):
-        Vault.restore(path, PASS, home=tmp_path / "x")
+        restore_backup(path, PASS, home=tmp_path / "x")
     assert not (tmp_path / "x").exists()
 
 
 def test_backup_keeps_the_passphrase_it_was_made_with(home, tmp_path):
     with make_vault(home) as vault:
-        path = vault.backup(tmp_path / "ada.lpbackup")
+        path = write_backup(vault, tmp_path / "ada.lpbackup")
         vault.change_passphrase("the newer passphrase", kdf_seconds=0)
     with pytest.raises(WrongPassphrase):
-        Vault.restore(path, "the newer passphrase", home=tmp_path / "x")
-    Vault.restore(path, PASS, home=tmp_path / "x").close()
+        restore_backup(path, "the newer passphrase", home=tmp_path / "x")
+    restore_backup(path, PASS, home=tmp_path / "x").close()
 
 
 def test_export_jsonl_is_plaintext_complete_and_private(home, tmp_path):
     with make_vault(home) as vault:
-        n = vault.export_jsonl(tmp_path / "ada.jsonl")
-        with_blobs = vault.export_jsonl(tmp_path / "all.jsonl", include_blobs=True)
+        n = export_jsonl(vault, tmp_path / "ada.jsonl")
+        with_blobs = export_jsonl(vault, tmp_path / "all.jsonl", include_blobs=True)
         blob = vault.get_blob("adapter:style")
     lines = [json.loads(line) for line in (tmp_path / "ada.jsonl").read_text().splitlines()]
     assert lines[0]["localpers_export"] == 1 and lines[0]["plaintext"] is True and n == len(lines) - 1 == 202

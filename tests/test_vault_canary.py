@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from localpers.index import VectorIndex
-from localpers.vault import Vault, coarse_time
+from localpers.vault import Vault, coarse_time, export_jsonl, restore_backup, write_backup
 
 PASS = "canary test passphrase"
 
@@ -154,7 +154,7 @@ def test_no_canary_reaches_any_file(home, scratch, system_tmp, tmp_path, monkeyp
         assert restored.search(vectors[3], k=1)[0][0] == f"{canaries['index-id']}-3"
     with monkeypatch.context() as m:
         m.delattr(os, "memfd_create", raising=False)
-        m.setattr("localpers.vault.os.path.isdir", lambda p: False if p == "/dev/shm" else os.path.exists(p))
+        m.setattr("localpers.vault.files.os.path.isdir", lambda p: False if p == "/dev/shm" else os.path.exists(p))
         with vault.blob_file("adapter:style") as path:
             assert scratch in path.parents and canaries["adapter"].encode() in path.read_bytes()
     check("blob files (memfd and temp-file fallback)")
@@ -162,19 +162,19 @@ def test_no_canary_reaches_any_file(home, scratch, system_tmp, tmp_path, monkeyp
     # Erase, passphrase change, backup, close.
     assert vault.erase_item(gone)
     vault.change_passphrase("another canary passphrase", kdf_seconds=0)
-    vault.backup(home / "ada.lpbackup")
+    write_backup(vault, home / "ada.lpbackup")
     vault.close()
     check("erase, passphrase change, backup, close")
 
     # Restore on "another machine" (another home), reopen, export outside the data directory.
     other_home = home / "machine-2"
-    restored_vault = Vault.restore(home / "ada.lpbackup", "another canary passphrase", home=other_home)
+    restored_vault = restore_backup(home / "ada.lpbackup", "another canary passphrase", home=other_home)
     assert restored_vault.items.get(item)["metadata"]["subject"] == canaries["subject"]
     restored_vault.close()
     with Vault.open("ada", "another canary passphrase") as vault:
         assert vault.features.get(feature)["value"] == canaries["updated"]
         export.parent.mkdir()
-        vault.export_jsonl(export, include_blobs=True)
+        export_jsonl(vault, export, include_blobs=True)
     check("restore, reopen")
 
     # Positive control: the explicit plaintext export does contain them (so the scanner can see).

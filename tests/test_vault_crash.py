@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from localpers.backup import read_backup
+from localpers.vault.backup import read_backup
 from localpers.errors import WrongPassphrase
 from localpers.vault import Vault
 
@@ -29,7 +29,7 @@ PASSPHRASES = ("first passphrase", "second passphrase")
 
 WRITER = r"""
 import os, random, sys
-from localpers.vault import Vault
+from localpers.vault import Vault, write_backup
 seed, run, passphrase, backup = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 rng = random.Random(seed)
 vault = Vault.open("ada", passphrase)
@@ -57,7 +57,7 @@ while True:
         passphrase = new
         print("P", new, flush=True)
     if n % 7 == 6:
-        vault.backup(backup)
+        write_backup(vault, backup)
     n += 1
 """
 

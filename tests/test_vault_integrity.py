@@ -22,9 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from localpers import vault as vault_module
+from localpers.vault import store as vault_module
 from localpers.errors import LocalpersError, TamperedData, VaultError, WrongPassphrase
-from localpers.vault import OTHER, TABLES, Vault, coarse_time
+from localpers.vault import OTHER, TABLES, Vault, coarse_time, restore_backup, write_backup
 
 PASS = "integrity test passphrase"
 FIXTURE_V1 = Path(__file__).parent / "data" / "vault_schema1.db"  # made by localpers before schema 2
@@ -165,18 +165,6 @@ def test_transactions_undone_leave_the_sums_right(home):
 # ---------------------------------------------------------------------- rollback
 
 
-@pytest.fixture
-def os_keyring():
-    from tests.test_vault import MemoryKeyring
-
-    keyring = pytest.importorskip("keyring")
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
-
-
 def test_rolled_back_file_is_detected_with_the_keyring(home, ada, os_keyring, tmp_path):
     with Vault.open("ada", PASS) as v:
         v.enable_keyring()
@@ -193,9 +181,9 @@ def test_rolled_back_file_is_detected_with_the_keyring(home, ada, os_keyring, tm
 def test_restoring_a_backup_is_not_a_rollback(home, ada, os_keyring, tmp_path):
     with Vault.open("ada", PASS) as v:
         v.enable_keyring()
-        v.backup(tmp_path / "a.lpbackup")
+        write_backup(v, tmp_path / "a.lpbackup")
         v.items.insert({"kind": "note", "content": "after the backup"})
-    Vault.restore(tmp_path / "a.lpbackup", PASS, overwrite=True).close()
+    restore_backup(tmp_path / "a.lpbackup", PASS, overwrite=True).close()
     with Vault.open("ada", PASS) as v:
         assert v.items.count() == 5
 

@@ -14,16 +14,11 @@ from localpers.errors import LocalpersError
 from localpers.history import History
 from localpers.llm import Engine
 from localpers.vault import Vault
-from localpers.write import (COLD_START_MODEL, Writer, adapter_readiness, has_fact, key_facts, readiness_message,
-                             retrieve, style_summary)
+from localpers.writing.context import (adapter_readiness, has_fact, key_facts, readiness_message, retrieve,
+                                      style_summary)
+from localpers.writing.writer import COLD_START_MODEL, Writer
+from support import MARA_TEXTS as TEXTS
 
-TEXTS = [
-    "Hi Jonas,\n\nCould you send me the slides from Tuesday's workshop? I want to reuse the chart.\n\nCheers,\nMara",
-    "Hi Petra,\n\nThanks for covering the support queue yesterday. I owe you a coffee.\n\nCheers,\nMara",
-    "Hi team,\n\nThe release moves to Friday because the payment tests failed. Keep Thursday free.\n\nCheers,\nMara",
-    "Hi Sam,\n\nI booked the small meeting room for Monday at ten. Bring the budget.\n\nCheers,\nMara",
-    "Hi Lena,\n\nGreat news about the grant! Let's celebrate on Thursday, my treat.\n\nCheers,\nMara",
-]
 
 
 @pytest.fixture(scope="module")
@@ -220,14 +215,14 @@ def test_closing_a_draft_frees_the_engine_for_other_threads(vault, engine):
     (["---"], ""),
 ])
 def test_a_draft_does_not_open_with_a_copied_separator(pieces, expected):
-    from localpers.write import Draft
+    from localpers.writing.writer import Draft
 
     draft = Draft("compose", "x", "", "prompt", [], "", [], [], None, _pieces=iter(pieces))
     assert "".join(draft) == expected and draft.text == expected
 
 
 def test_a_continuation_keeps_its_opening_as_it_comes():
-    from localpers.write import Draft
+    from localpers.writing.writer import Draft
 
     draft = Draft("continue", "x", "Shopping:\n", "prompt", [], "", [], [], None, _pieces=iter(["- ", "milk"]))
     assert "".join(draft) == "- milk"

@@ -23,11 +23,11 @@ def demo_template() -> Path:
     if _TEMPLATE is None:
         from localpers.catalog import Catalog
         from localpers.recommend import Recommender
-        from localpers.vault import Vault
+        from localpers.demo import open_demo
 
         home = Path(tempfile.mkdtemp(prefix="localpers-tui-template-")) / "home"
         home.mkdir()
-        vault = Vault.open_demo(home=home / "users")
+        vault = open_demo(home=home / "users")
         # One list now caches the embedded interests (sealed), so tests start without the embedding model.
         # Not a user's request: no profile facts, so the demo's disclosure ledger starts empty.
         Recommender(Catalog.demo(home)).recommend(vault, n=5, use_profile=False)
@@ -81,6 +81,24 @@ async def unlocked(pilot: Any, timeout: float = 120.0) -> None:
     """Wait until the app has a vault open and shows a task screen."""
     await wait_for(pilot, lambda: pilot.app.session is not None and pilot.app.current_mode != "unlock", timeout)
     await pilot.pause()
+
+
+def record_actions(screen: Any, *names: str) -> list[tuple[str, float]]:
+    """Record ``(action, time.monotonic())`` each time one of the screen's ``action_<name>`` methods runs.
+
+    Textual looks a key binding's action up on the screen object, so wrapping the method on this
+    instance times every key the app handles, without a hook in the product code.
+    """
+    handled: list[tuple[str, float]] = []
+    for name in names:
+        method = getattr(screen, f"action_{name}")
+
+        def timed(*args: Any, _name: str = name, _method: Callable = method, **kwargs: Any) -> Any:
+            handled.append((_name, time.monotonic()))
+            return _method(*args, **kwargs)
+
+        setattr(screen, f"action_{name}", timed)
+    return handled
 
 
 def screen_text(app: Any) -> str:

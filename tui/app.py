@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App
@@ -29,7 +29,6 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.driver import Driver
 
-from localpers import vault as vault_module
 
 from .screens.adapter import AdapterScreen
 from .screens.base import TaskScreen, describe_error
@@ -41,6 +40,9 @@ from .screens.unlock import UnlockScreen
 from .screens.write import WriteScreen
 from .session import Session
 from .widgets import TASKS
+
+if TYPE_CHECKING:
+    from localpers.vault import Vault
 
 TASK_SCREENS: dict[str, type[TaskScreen]] = {
     "write": WriteScreen,
@@ -65,7 +67,7 @@ class LocalpersCommands(Provider):
             for mode, key, title in TASKS:
                 commands.append((f"Go to {title}", f"Open the {title} screen ({key})", partial(app.goto, mode)))
             for mode, screen_cls in TASK_SCREENS.items():
-                for name, help_text, action in screen_cls.PALETTE:
+                for name, help_text, action in screen_cls.palette():
                     commands.append((name, help_text, partial(app.run_on_screen, mode, action)))
             commands.append(("Lock", "Close this vault and go back to the unlock screen (Ctrl+L)", app.action_lock))
             commands.append(("Writing model", "Choose the model that writes drafts (F7)", app.action_choose_model))
@@ -95,7 +97,7 @@ class LocalpersApp(App):
         engine_model: the writer model (default: ``writer_model`` in config.toml).
         kdf_seconds: how long key derivation takes for new users (0 = fastest safe setting, for tests).
         max_tokens: the longest draft the Write screen asks for.
-        train_config: a :class:`localpers.train.TrainConfig` for the Adapter screen (default: the recipe's).
+        train_config: a :class:`localpers.writing.train.TrainConfig` for the Adapter screen (default: the recipe's).
         driver_class: Textual's terminal driver (default: the platform's; see :func:`terminal_driver`).
     """
 
@@ -129,7 +131,6 @@ class LocalpersApp(App):
         self.max_tokens = max_tokens
         self.train_config = train_config
         self.session: Session | None = None
-        vault_module.PROCESS_NAME = "the app"  # what a CLI command waiting for the vault is told
         super().__init__(driver_class=driver_class)
         if self.config.theme in self.available_themes:
             self.theme = self.config.theme
@@ -169,9 +170,11 @@ class LocalpersApp(App):
 
     # ------------------------------------------------------------------ unlocking
 
-    def unlocked(self, vault: Any) -> None:
+    def unlocked(self, vault: Vault) -> None:
         """A vault is open: start a session and show the Write screen."""
-        self.session = Session(vault, engine_model=self.engine_model, home=self.home, train_config=self.train_config)
+        vault.program = "the app"  # what a CLI command waiting for the vault is told
+        self.session = Session(vault, engine_model=self.engine_model, home=self.home, train_config=self.train_config,
+                               config=self.config)
         self.sub_title = "demo profile" if vault.is_demo else vault.user
         self.switch_mode("write")
         # A mode's first screen is mounted after the switch; without a full repaint then,

@@ -6,7 +6,7 @@ shared. Model loading happens on first use, always from a worker thread.
 
 Example::
 
-    >>> session = Session(Vault.open_demo())        # doctest: +SKIP
+    >>> session = Session(open_demo())        # doctest: +SKIP
     >>> session.recommend(3)                        # doctest: +SKIP
 """
 
@@ -19,8 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from localpers.paths import Config
+from localpers.session import Session as VaultSession
+from localpers.writing.writer import Writer
+
 if TYPE_CHECKING:
     from textual.app import App
+
+    from localpers.vault import Vault
 
 
 class SessionClosed(Exception):
@@ -35,47 +41,25 @@ class CatalogChoiceNeeded(Exception):
         self.names = names
 
 
-class Session:
-    """One unlocked vault and its services. Thread-safe to build lazily from workers."""
+class Session(VaultSession):
+    """One unlocked vault and its services (see :class:`localpers.session.Session`), plus what the app needs
+    around them: workers that must finish before the vault closes, cancelling, the catalog's own thread."""
 
-    def __init__(self, vault: Any, *, engine_model: str = "gemma3-270m", home: Path | None = None,
-                 train_config: Any = None) -> None:
-        from localpers.paths import data_dir
-
-        self.vault = vault
-        self.engine_model = engine_model
-        self.home = home or data_dir()
-        self.train_config = train_config  # a localpers.train.TrainConfig; None: the recipe's defaults
+    def __init__(self, vault: Vault, *, engine_model: str | None = None, home: Path | None = None,
+                 train_config: Any = None, config: Config | None = None) -> None:
+        super().__init__(vault, config=config, engine_model=engine_model, home=home)
+        self.train_config = train_config  # a localpers.writing.train.TrainConfig; None: the recipe's defaults
         self.use_adapter = True  # the Adapter screen's on/off switch; the Write screen reads it
         self.cancel = threading.Event()  # set when the session closes: long work stops at its next step
         self._stops: list[threading.Event] = []
-        self._lock = threading.RLock()
         self._working = 0  # workers using the vault right now (see busy())
         self._closing = False  # set once close() or erase_user() starts: busy() refuses new work
         self._idle = threading.Condition()
-        self._history: Any = None
-        self._writers: dict[bool, Any] = {}  # use_adapter -> Writer
         self._catalog_obj: Any = None
         self._recommender_obj: Any = None
         self._catalog_thread: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ models
-
-    def engine(self) -> Any:
-        """The writer model (loaded once per process; about a second the first time)."""
-        from localpers.llm import Engine
-
-        return Engine.shared(self.engine_model)
-
-    def use_model(self, model: str) -> Any:
-        """Write with ``model`` (a registry name or a GGUF path) from now on; loads it (call from a worker)."""
-        from localpers.llm import Engine
-
-        engine = Engine.shared(model)  # first, so a model that fails to load changes nothing
-        with self._lock:
-            self.engine_model = model
-            self._writers.clear()  # the next draft is written by the new model (with its adapter, if any)
-        return engine
 
     def warm_up(self, app: "App") -> None:
         """Load the writer model in the background, so the first draft starts at once."""
@@ -85,28 +69,11 @@ class Session:
         with contextlib.suppress(Exception):  # a failure shows later, when the model is really needed
             self.engine()
 
-    # ------------------------------------------------------------------ history
-
-    def history(self) -> Any:
-        """The user's :class:`localpers.history.History` (one per session: its index stays loaded)."""
-        from localpers.history import History
-
-        with self._lock:
-            if self._history is None:
-                self._history = History(self.vault)
-            return self._history
-
     # ------------------------------------------------------------------ writing
 
-    def writer(self) -> Any:
-        """The :class:`localpers.write.Writer`, with or without the adapter as the switch says."""
-        from localpers.write import Writer
-
-        use = bool(self.use_adapter)
-        with self._lock:
-            if use not in self._writers:
-                self._writers[use] = Writer(self.vault, engine=self.engine(), history=self.history(), use_adapter=use)
-            return self._writers[use]
+    def writer(self) -> Writer:  # type: ignore[override]
+        """The :class:`localpers.writing.writer.Writer`, with or without the adapter as the switch says."""
+        return super().writer(use_adapter=bool(self.use_adapter))
 
     def describe_examples(self, examples: list[Any]) -> list[dict]:
         """The retrieved examples of a draft as ``{"title", "text", "score"}`` for display."""
@@ -129,20 +96,15 @@ class Session:
         """
         with contextlib.suppress(Exception):
             pieces.close()
-        inner = getattr(draft, "_pieces", None)
-        if inner is not None:
-            with contextlib.suppress(Exception):
-                inner.close()
-        draft._pieces = None
-        draft.finished = True
-        draft.text = draft.text.rstrip()
+        with contextlib.suppress(Exception):  # the engine's stream may already be gone
+            draft.close()
 
     # ------------------------------------------------------------------ the adapter
 
     def training_data(self) -> dict:
         """How much there is to learn from, and what training would cost here."""
-        from localpers.train import TrainConfig, collect_texts, estimate_training
-        from localpers.write import adapter_readiness
+        from localpers.writing.train import TrainConfig, collect_texts, estimate_training
+        from localpers.writing.context import adapter_readiness
 
         config = self.train_config or TrainConfig(model=self.engine_model)
         texts = collect_texts(self.vault, config.kinds, config.max_text_chars)
@@ -155,26 +117,26 @@ class Session:
 
     def readiness(self) -> tuple[int, int]:
         """``(texts the user wrote, texts still needed for an adapter)``: a quick count, no decryption."""
-        from localpers.train import TrainConfig
-        from localpers.write import adapter_readiness
+        from localpers.writing.train import TrainConfig
+        from localpers.writing.context import adapter_readiness
 
         return adapter_readiness(self.vault, min_texts=(self.train_config or TrainConfig(model=self.engine_model)).recipe().min_texts)
 
     def adapter_info(self) -> Any:
-        """The installed adapter's :class:`localpers.adapter.AdapterInfo`, or None."""
-        from localpers.adapter import installed
+        """The installed adapter's :class:`localpers.writing.adapter.AdapterInfo`, or None."""
+        from localpers.writing.adapter import installed
 
         return installed(self.vault)
 
     def checkpoint_step(self) -> int | None:
         """The step a resumed training would start from (None: no checkpoint)."""
-        from localpers.train import checkpoint_step
+        from localpers.writing.train import checkpoint_step
 
         return checkpoint_step(self.vault)
 
     def train(self, *, progress: Callable[[Any], None], cancel: threading.Event, resume: bool) -> Any:
         """Train the adapter (from the checkpoint when ``resume``); it is verified and installed when done."""
-        from localpers.train import TrainConfig, discard_checkpoint, train_adapter
+        from localpers.writing.train import TrainConfig, discard_checkpoint, train_adapter
 
         if not resume:
             discard_checkpoint(self.vault)

@@ -20,6 +20,9 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
+from localpers.text import clip, first_line, human_bytes, human_duration  # noqa: F401  (re-exported for the screens)
+from localpers.vault import MIN_PASSPHRASE
+
 # The task screens, in the order of their keys (F2..F6).
 TASKS: list[tuple[str, str, str]] = [
     ("write", "F2", "Write"),
@@ -67,37 +70,15 @@ def relative_day(t: float | int | None, *, now: float | None = None) -> str:
     return f"{days // 30} months ago"
 
 
-def human_bytes(n: int | float, *, coarse: bool = False) -> str:
-    """'512 B', '14.2 KB', '3.1 MB'. ``coarse`` gives MB with one decimal from 100 KB up ('0.3 MB')."""
-    if coarse and n >= 100 * 1024:
-        return f"{n / 1024 / 1024:.1f} MB"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
+_KEY_NAMES = {"escape": "Esc", "slash": "/", "delete": "Del", "enter": "Enter", "space": "Space"}
 
 
-def human_duration(seconds: float | None) -> str:
-    """'45 s', '3 min', '1 h 20 min'."""
-    if seconds is None or seconds != seconds:  # NaN
-        return "unknown"
-    seconds = max(0, int(round(seconds)))
-    if seconds < 90:
-        return f"{seconds} s"
-    minutes = round(seconds / 60)
-    if minutes < 90:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60} min"
-
-
-def first_line(text: str, width: int = 60) -> str:
-    """The first non-empty line of ``text``, cut to ``width`` characters."""
-    for line in (text or "").splitlines():
-        line = line.strip()
-        if line:
-            return line if len(line) <= width else line[: width - 1] + "…"
-    return ""
+def key_label(key: str) -> str:
+    """A binding's first key as the app writes it: 'ctrl+g' -> 'Ctrl+G', 'slash' -> '/', 'delete,x' -> 'Del'."""
+    first = key.split(",")[0].strip()
+    *mods, name = first.split("+")
+    name = _KEY_NAMES.get(name, name.upper() if mods else name)
+    return "+".join([m.capitalize() for m in mods] + [name])
 
 
 def cell(text: str) -> Text:
@@ -137,8 +118,8 @@ def passphrase_strength(passphrase: str) -> Strength:
     passwords count for little.
     """
     p = passphrase
-    if len(p) < 8:
-        return Strength(0, "too short", "use at least 8 characters; a few unrelated words work well")
+    if len(p) < MIN_PASSPHRASE:
+        return Strength(0, "too short", f"use at least {MIN_PASSPHRASE} characters; a few unrelated words work well")
     words = [w for w in re.split(r"[\s\-_.]+", p) if w]
     pool = sum(size for pattern, size in ((r"[a-z]", 26), (r"[A-Z]", 26), (r"[0-9]", 10), (r"[^a-zA-Z0-9]", 33))
                if re.search(pattern, p))

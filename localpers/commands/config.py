@@ -54,8 +54,11 @@ def get(key: str) -> None:
 @click.argument("value")
 def set_(key: str, value: str) -> None:
     """Set KEY to VALUE (checked first; nothing is written when it is refused)."""
+    from ..session import check_setting
+
     cfg = Config.load()
     cfg.set(key, value)
+    check_setting(key, getattr(cfg, key))
     path = cfg.save()
     click.echo(f"{key} = {_show(getattr(cfg, key))}  (saved in {path})")
 

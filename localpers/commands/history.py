@@ -20,18 +20,20 @@ import signal
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import LocalpersError
+from ..text import clip
+from .options import user_option, with_vault
 from .progress import Progress
+
+if TYPE_CHECKING:
+    from ..vault import Vault
 
 FORMATS = ["mbox", "maildir", "eml", "notes", "jsonl", "csv"]
 
-# The same --user option as localpers.cli.user_options, defined here so this module imports on its own.
-user_options = click.option("--user", "-u", envvar="LOCALPERS_USER", default=None,
-                            help="Whose vault (default: default_user in config.toml, else the demo profile).")
 
 
 def _open(user: str | None) -> Any:
@@ -42,11 +44,6 @@ def _open(user: str | None) -> Any:
 
 def _day(ts: int | float | None) -> str:
     return datetime.fromtimestamp(ts or 0, tz=timezone.utc).strftime("%Y-%m-%d")
-
-
-def _one_line(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 @click.command(name="import")
@@ -63,7 +60,7 @@ def _one_line(text: str, width: int) -> str:
               help="CSV: the scale of the file's ratings, e.g. 1-10 (default 0.5-5 stars); other values are refused.")
 @click.option("--min-words", default=3, show_default=True, help="Mail: drop messages with fewer words of your own.")
 @click.option("--show-rejected", is_flag=True, help="List every rejected record (default: the first 10).")
-@user_options
+@user_option
 def import_cmd(sources: tuple[Path, ...], fmt: str | None, kind: str | None, sent_from: tuple[str, ...],
                text_field: str | None, columns: tuple[str, ...], user_id: str | None, rating_scale: str | None,
                min_words: int,
@@ -142,35 +139,31 @@ def import_cmd(sources: tuple[Path, ...], fmt: str | None, kind: str | None, sen
 @click.option("--kind", "kinds", multiple=True, help="Only items of this kind (repeatable): email, note, text...")
 @click.option("--since", help="Only items from this day on: YYYY-MM-DD, or 30d, 12w, 6m, 1y.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per result.")
-@user_options
+@with_vault
 def search_cmd(query: tuple[str, ...], k: int, hybrid: bool, mmr: bool, lambda_: float, kinds: tuple[str, ...],
-               since: str | None, as_json: bool, user: str | None) -> None:
+               since: str | None, as_json: bool, vault: Vault) -> None:
     """Search your history by meaning."""
     from .. import index
     from ..history import History
 
     index.llama_will_not_load()  # this process only embeds and searches: skip the llama.cpp guard
 
-    vault = _open(user)
-    try:
-        history = History(vault)
-        history.warm_up()  # the model loads while the index is read and decrypted
-        hits = history.search(" ".join(query), k=k, kinds=list(kinds) or None, since=since,
-                                     mode="hybrid" if hybrid else "dense", mmr=mmr, lambda_=lambda_)
-        if not hits:
-            click.echo("No results." if History(vault).count() else "Your history is empty: add to it with "
-                       "`localpers import`.")
-        for n, hit in enumerate(hits, 1):
-            if as_json:
-                click.echo(json.dumps({"id": hit.item_id, "score": hit.score, "kind": hit.kind,
-                                       "created": hit.created, "content": hit.content, "metadata": hit.metadata},
-                                      ensure_ascii=False))
-                continue
-            title = hit.metadata.get("subject") or hit.metadata.get("title") or ""
-            click.echo(f"{n}. {hit.score:.3f}  {hit.kind:<6} {_day(hit.created)}  {_one_line(title, 60)}  [{hit.item_id[:8]}]")
-            click.echo(f"   {_one_line(hit.content, 150)}")
-    finally:
-        vault.close()
+    history = History(vault)
+    history.warm_up()  # the model loads while the index is read and decrypted
+    hits = history.search(" ".join(query), k=k, kinds=list(kinds) or None, since=since,
+                          mode="hybrid" if hybrid else "dense", mmr=mmr, lambda_=lambda_)
+    if not hits:
+        click.echo("No results." if History(vault).count() else "Your history is empty: add to it with "
+                   "`localpers import`.")
+    for n, hit in enumerate(hits, 1):
+        if as_json:
+            click.echo(json.dumps({"id": hit.item_id, "score": hit.score, "kind": hit.kind,
+                                   "created": hit.created, "content": hit.content, "metadata": hit.metadata},
+                                  ensure_ascii=False))
+            continue
+        title = hit.metadata.get("subject") or hit.metadata.get("title") or ""
+        click.echo(f"{n}. {hit.score:.3f}  {hit.kind:<6} {_day(hit.created)}  {clip(title, 60)}  [{hit.item_id[:8]}]")
+        click.echo(f"   {clip(hit.content, 150)}")
 
 
 @click.group(name="history")
@@ -182,46 +175,38 @@ def history_group() -> None:
 @click.option("--kind", "kinds", multiple=True, help="Only this kind (repeatable).")
 @click.option("--since", help="Only items from this day on (YYYY-MM-DD or 30d...).")
 @click.option("--limit", default=20, show_default=True)
-@user_options
-def list_cmd(kinds: tuple[str, ...], since: str | None, limit: int, user: str | None) -> None:
+@with_vault
+def list_cmd(kinds: tuple[str, ...], since: str | None, limit: int, vault: Vault) -> None:
     """List items, newest first."""
     from ..history import History
 
-    vault = _open(user)
-    try:
-        history = History(vault)
-        counts = history.kinds()
-        click.echo(f"{sum(counts.values()):,} items" + (f" ({', '.join(f'{n:,} {k}' for k, n in counts.items())})"
-                                                        if counts else ""))
-        for item in history.items(list(kinds) or None, since=since, limit=limit):
-            title = item.metadata.get("subject") or item.metadata.get("title") or item.content
-            click.echo(f"{item.id}  {item.kind:<6} {_day(item.created)}  {_one_line(title, 70)}")
-    finally:
-        vault.close()
+    history = History(vault)
+    counts = history.kinds()
+    click.echo(f"{sum(counts.values()):,} items" + (f" ({', '.join(f'{n:,} {k}' for k, n in counts.items())})"
+                                                    if counts else ""))
+    for item in history.items(list(kinds) or None, since=since, limit=limit):
+        title = item.metadata.get("subject") or item.metadata.get("title") or item.content
+        click.echo(f"{item.id}  {item.kind:<6} {_day(item.created)}  {clip(title, 70)}")
 
 
 @history_group.command(name="show")
 @click.argument("item_id")
-@user_options
-def show_cmd(item_id: str, user: str | None) -> None:
+@with_vault
+def show_cmd(item_id: str, vault: Vault) -> None:
     """Show one item in full (an id prefix of 6+ characters is enough)."""
     from ..history import History
 
-    vault = _open(user)
-    try:
-        history = History(vault)
-        item = history.get(_resolve(vault, item_id))
-        click.echo(f"id: {item.id}\nkind: {item.kind}\ndate: {_day(item.created)}\nsource: {item.source.get('ref', '')}")
-        for key in ("subject", "title", "to", "thread"):
-            if item.metadata.get(key):
-                click.echo(f"{key}: {item.metadata[key]}")
-        click.echo("")
-        click.echo(item.content)
-    finally:
-        vault.close()
+    history = History(vault)
+    item = history.get(_resolve(vault, item_id))
+    click.echo(f"id: {item.id}\nkind: {item.kind}\ndate: {_day(item.created)}\nsource: {item.source.get('ref', '')}")
+    for key in ("subject", "title", "to", "thread"):
+        if item.metadata.get(key):
+            click.echo(f"{key}: {item.metadata[key]}")
+    click.echo("")
+    click.echo(item.content)
 
 
-def _resolve(vault: Any, prefix: str) -> str:
+def _resolve(vault: Vault, prefix: str) -> str:
     if len(prefix) < 6:
         raise LocalpersError("give at least 6 characters of the item id")
     found = vault.items.keys("id like ?", [prefix.replace("%", "").replace("_", "") + "%"])
@@ -235,39 +220,31 @@ def _resolve(vault: Any, prefix: str) -> str:
 @history_group.command(name="delete")
 @click.argument("item_ids", nargs=-1, required=True)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@user_options
-def delete_cmd(item_ids: tuple[str, ...], yes: bool, user: str | None) -> None:
+@with_vault
+def delete_cmd(item_ids: tuple[str, ...], yes: bool, vault: Vault) -> None:
     """Erase items for good: text, embedding, index entry, and every trace in the vault file."""
     from ..history import History
 
-    vault = _open(user)
-    try:
-        ids = [_resolve(vault, i) for i in item_ids]
-        if not yes:
-            click.confirm(f"Erase {len(ids)} item(s) for good?", abort=True)
-        n = History(vault).delete_many(ids)
-        click.echo(f"Erased {n} item(s).")
-    finally:
-        vault.close()
+    ids = [_resolve(vault, i) for i in item_ids]
+    if not yes:
+        click.confirm(f"Erase {len(ids)} item(s) for good?", abort=True)
+    n = History(vault).delete_many(ids)
+    click.echo(f"Erased {n} item(s).")
 
 
 @history_group.command(name="reindex")
 @click.option("--reembed", is_flag=True, help="Embed every text again (after changing the embedding model).")
-@user_options
-def reindex_cmd(reembed: bool, user: str | None) -> None:
+@with_vault
+def reindex_cmd(reembed: bool, vault: Vault) -> None:
     """Rebuild the search index from the vault."""
     from ..history import History
 
-    vault = _open(user)
+    bar = Progress("embedding", unit="items")
     try:
-        bar = Progress("embedding", unit="items")
-        try:
-            n = History(vault).rebuild_index(reembed=reembed, progress=bar)
-        finally:
-            bar.close()
-        click.echo(f"Index rebuilt: {n:,} items.")
+        n = History(vault).rebuild_index(reembed=reembed, progress=bar)
     finally:
-        vault.close()
+        bar.close()
+    click.echo(f"Index rebuilt: {n:,} items.")
 
 
 commands = [import_cmd, search_cmd, history_group]

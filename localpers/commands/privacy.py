@@ -9,11 +9,10 @@ import math
 import click
 
 from ..errors import LocalpersError
+from .options import user_option
 
 DEMO_DECISION = "breast-cancer-demo"
 
-user_option = click.option("--user", "-u", envvar="LOCALPERS_USER", default=None,
-                           help="Whose vault to open (default: the demo profile, or default_user in config.toml).")
 
 
 @click.group()
@@ -152,6 +151,7 @@ def decide(name: str | None, user: str | None, delta: float, public: tuple[str, 
 
 def _breast_cancer_demo(row: int, model_kind: str, delta: float, public: tuple[str, ...], costs: dict[str, float]):
     """Fit on 80% of the bundled breast-cancer data and disclose for one held-out patient."""
+    # deferred: scikit-learn takes seconds to import; only this demo needs it
     from sklearn.datasets import load_breast_cancer
     from sklearn.ensemble import GradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression

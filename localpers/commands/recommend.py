@@ -24,11 +24,9 @@ import click
 
 from ..errors import LocalpersError
 from .progress import Progress
+from .options import user_option
 
 FEEDBACK = ["like", "dislike", "not-interested", "rating", "read", "click"]
-# The same --user option as localpers.cli.user_options, defined here so this module imports on its own.
-user_option = click.option("--user", "-u", envvar="LOCALPERS_USER", default=None,
-                           help="Whose vault to open (default: the demo profile, or default_user in config.toml).")
 
 
 def _catalog_name(path: Path) -> str:
@@ -218,7 +216,8 @@ def _open_catalog(name: str | None, vault: object) -> object:
     from ..catalog import Catalog
 
     if name is None and not Catalog.names() and getattr(vault, "is_demo", False):
-        from ..recommend import read_events, seed_demo_feedback
+        from ..demo import seed_demo_feedback
+        from ..recommend import read_events
 
         catalog = Catalog.demo()
         if not read_events(vault, catalog.name):

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import click
 
+from .options import user_option_with
+
 # The same as localpers.serve.DEFAULT_PORT / DEFAULT_QUEUE, written out so that every other
 # command does not pay for importing the web stack.
 DEFAULT_PORT, DEFAULT_QUEUE = 8723, 4
 
 
 @click.command()
-@click.option("--user", "-u", envvar="LOCALPERS_USER", default=None,
-              help="Whose writer to serve (default: default_user in config.toml, else the demo profile).")
+@user_option_with("Whose writer to serve (default: default_user in config.toml, else the demo profile).")
 @click.option("--port", "-p", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Anything but loopback needs --allow-remote.")

@@ -18,14 +18,16 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import LocalpersError
+from .options import user_option
 
-user_options = click.option("--user", "-u", envvar="LOCALPERS_USER", default=None,
-                            help="Whose vault (default: default_user in config.toml, else the demo profile).")
+if TYPE_CHECKING:
+    from ..vault import Vault
+
 
 
 class _Line:
@@ -52,10 +54,10 @@ class _Line:
             self.width = 0
 
 
-def _status(vault: Any) -> None:
-    from .. import adapter
-    from ..train import checkpoint_step
-    from ..write import adapter_readiness
+def _status(vault: Vault) -> None:
+    from ..writing import adapter
+    from ..writing.train import checkpoint_step
+    from ..writing.context import adapter_readiness
 
     have, needed = adapter_readiness(vault)
     info = adapter.installed(vault)
@@ -73,7 +75,7 @@ def _status(vault: Any) -> None:
 
 
 @click.command()
-@user_options
+@user_option
 @click.option("--steps", type=click.IntRange(1), default=None, help="Optimizer steps (default: the recipe's epochs).")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Passes over the texts.")
 @click.option("--max-length", type=click.IntRange(32, 4096), default=None, help="Tokens per example.")
@@ -94,7 +96,7 @@ def train(user: str | None, steps: int | None, epochs: int | None, max_length: i
     from ..cli import open_vault
     from ..models import require_gguf
     from ..paths import Config
-    from ..train import TrainConfig, discard_checkpoint, estimate_training, format_seconds, train_adapter
+    from ..writing.train import TrainConfig, discard_checkpoint, estimate_training, format_seconds, train_adapter
 
     model = model or Config.load().writer_model
     require_gguf(model)  # before the passphrase prompt

@@ -7,11 +7,12 @@ import sys
 
 import click
 
+from .options import user_option_with
+
 
 @click.command()
 @click.option("--demo", is_flag=True, help="Open the demo profile (synthetic data, no passphrase).")
-@click.option("--user", "-u", envvar="LOCALPERS_USER", default=None,
-              help="Open this user's vault (the app asks for the passphrase).")
+@user_option_with("Open this user's vault (the app asks for the passphrase).")
 def tui(demo: bool, user: str | None) -> None:
     """Open the terminal app: write, get recommendations, browse history, train, review privacy.
 

@@ -24,18 +24,16 @@ from pathlib import Path
 import click
 
 from ..errors import LocalpersError
+from ..text import human_bytes
+from .options import user_option
 
-MIN_PASSPHRASE = 8
-
-user_option = click.option("--user", "-u", envvar="LOCALPERS_USER", default=None,
-                           help="Whose vault (default: default_user in config.toml, else the demo profile).")
 
 
 def _new_passphrase(env: str, what: str) -> str:
     passphrase = os.environ.get(env) or click.prompt(what, hide_input=True, confirmation_prompt=True)
-    if len(passphrase) < MIN_PASSPHRASE:
-        raise LocalpersError(f"the passphrase is too short: use at least {MIN_PASSPHRASE} characters "
-                             "(a few unrelated words are easy to remember and hard to guess)")
+    from ..vault import check_new_passphrase  # heavy: sqlite-utils and cryptography, not needed by `--help`
+
+    check_new_passphrase(passphrase)
     return passphrase
 
 
@@ -43,16 +41,6 @@ def _open(user: str | None):  # -> Vault
     from ..cli import open_vault
 
     return open_vault(user)
-
-
-def _size(n: float) -> str:
-    """Bytes for people: 812 B, 3.4 MiB."""
-    unit = "B"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            break
-        n /= 1024
-    return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
 
 
 @click.group(name="user")
@@ -96,7 +84,7 @@ def list_users() -> None:
         folder = users_dir() / name
         size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name.startswith(VAULT_FILE))
         marks = [m for m, on in (("default", name == default), ("demo", name == "demo")) if on]
-        click.echo(f"{name:<20} {_size(size):>10}  {', '.join(marks)}".rstrip())
+        click.echo(f"{name:<20} {human_bytes(size, iec=True):>10}  {', '.join(marks)}".rstrip())
 
 
 @user_group.command()
@@ -178,9 +166,11 @@ def erase(name: str, yes: bool, forgot_passphrase: bool) -> None:
 @user_option
 def backup(path: Path, user: str | None) -> None:
     """Write an encrypted backup of a vault to PATH (restore it anywhere with the passphrase)."""
+    from ..vault import write_backup  # heavy: sqlite-utils and cryptography, not needed by `--help`
+
     with _open(user) as vault:
-        written = vault.backup(path)
-    click.echo(f"Wrote an encrypted backup of {vault.user} to {written} ({_size(written.stat().st_size)}).")
+        written = write_backup(vault, path)
+    click.echo(f"Wrote an encrypted backup of {vault.user} to {written} ({human_bytes(written.stat().st_size, iec=True)}).")
 
 
 @user_group.command()
@@ -188,15 +178,14 @@ def backup(path: Path, user: str | None) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace (erase) an existing vault of the same user.")
 def restore(path: Path, overwrite: bool) -> None:
     """Recreate a vault from a backup file made by `localpers user backup`."""
-    from ..backup import read_header
-    from ..vault import Vault
+    from ..vault import Vault, read_header, restore_backup  # heavy: sqlite-utils and cryptography
 
     user = read_header(path)["user"]
     if Vault.exists(user) and not overwrite:
         raise LocalpersError(f"user {user!r} already has a vault here; add --overwrite to replace it")
     passphrase = os.environ.get("LOCALPERS_PASSPHRASE") or click.prompt(f"Passphrase of the backup of {user}",
                                                                         hide_input=True)
-    with Vault.restore(path, passphrase, overwrite=overwrite) as vault:
+    with restore_backup(path, passphrase, overwrite=overwrite) as vault:
         counts = ", ".join(f"{n} {t}" for t, n in vault.stats()["tables"].items() if n)
     click.echo(f"Restored the vault of {user} ({counts or 'empty'}).")
 
@@ -208,11 +197,13 @@ def restore(path: Path, overwrite: bool) -> None:
 @click.option("--include-blobs", is_flag=True, help="Also write the vector index and adapters (base64).")
 def export(path: Path, user: str | None, plaintext: bool, include_blobs: bool) -> None:
     """Export every record, decrypted, to a JSON Lines file (needs --plaintext)."""
+    from ..vault import export_jsonl  # heavy: sqlite-utils and cryptography, not needed by `--help`
+
     if not plaintext:
         raise LocalpersError("export writes your records unencrypted: add --plaintext to confirm, "
                              "or use `localpers user backup` for an encrypted copy")
     with _open(user) as vault:
-        n = vault.export_jsonl(path, include_blobs=include_blobs)
+        n = export_jsonl(vault, path, include_blobs=include_blobs)
     click.echo(f"Wrote {n} records of {vault.user} to {path} IN PLAINTEXT. Delete it when done.")
 
 

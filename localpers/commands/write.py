@@ -17,13 +17,12 @@ import sys
 import click
 
 from ..adapters import MODES
+from .options import user_option
 
-user_options = click.option("--user", "-u", envvar="LOCALPERS_USER", default=None,
-                            help="Whose vault (default: default_user in config.toml, else the demo profile).")
 
 
 @click.command()
-@user_options
+@user_option
 @click.argument("instruction", required=False, default="")
 @click.option("--mode", type=click.Choice(MODES), default="compose", show_default=True,
               help="compose from the instruction, reply to a message, rewrite or continue a draft.")
@@ -49,24 +48,19 @@ def write(user: str | None, instruction: str, mode: str, input_file, no_adapter:
     """
     from ..cli import open_vault
     from ..errors import LocalpersError
-    from ..write import Writer
+    from ..models import require_gguf
+    from ..session import Session
 
     context = input_file.read() if input_file is not None else ""
     if mode != "compose" and not context.strip():
         raise LocalpersError(f"--mode {mode} needs the text to work on: pass --input FILE (or --input - for stdin)")
     if model is not None:
-        from ..models import require_gguf
-
         require_gguf(model)  # before the passphrase prompt
     vault = open_vault(user)
     try:
-        engine = None
-        if model is not None:
-            from ..llm import Engine
-
-            engine = Engine.shared(model)
-        writer = Writer(vault, engine, use_adapter=not no_adapter, use_examples=not no_examples, use_facts=not no_facts,
-                        max_tokens=max_tokens, temperature=temperature)
+        writer = Session(vault, engine_model=model).writer(
+            use_adapter=not no_adapter, use_examples=not no_examples, use_facts=not no_facts, max_tokens=max_tokens,
+            temperature=temperature)
         if writer.notice:
             click.echo(writer.notice, err=True)
         draft = writer.write(mode, instruction, context=context)

@@ -12,7 +12,7 @@ After Tran & Fioretto, "Data Minimization at Inference Time" (NeurIPS 2023). The
   probability >= 1 - delta (closed form for linear models, Monte-Carlo for any other);
 - :mod:`~localpers.disclosure.ledger`: every disclosure recorded in the vault (what,
   to whom, why, when), viewable and exportable;
-- :mod:`~localpers.disclosure.profile`: the product side, choosing which of the user's
+- :mod:`~localpers.disclosure.decisions`: the product side, choosing which of the user's
   profile facts go into a writing prompt or a recommendation request.
 
 Example::
@@ -30,7 +30,7 @@ Example::
 
 from .ledger import LedgerEntry, describe_entry, export_ledger, fact_value, ledger_entries, record
 from .prior import Feature, GaussianPrior, MixedPrior, Posterior, Prior, independent_prior
-from .profile import (
+from .decisions import (
     DECISIONS,
     FactSelection,
     ProfileDecision,

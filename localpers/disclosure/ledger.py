@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LocalpersError
+from ..vault import coarse_time
 from .select import Disclosure, _plain
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -111,8 +112,6 @@ def record(vault: "Vault", disclosure: Disclosure, *, purpose: str, recipient: s
     ``revealed`` and ``withheld`` override the disclosure's own lists (the product
     adds facts the decision never looked at, and facts always shared).
     """
-    from ..vault import coarse_time
-
     if not purpose or not recipient:
         raise LocalpersError("a ledger entry needs a purpose and a recipient")
     row = {

@@ -357,6 +357,7 @@ class Posterior:
 
     def quantiles(self, i: int, probs: np.ndarray) -> np.ndarray:
         """Quantiles of hidden numeric feature ``i`` on the Gaussian (latent) scale, by bisection on its CDF."""
+        # deferred: scipy.special takes ~0.5 s to import
         from scipy.special import ndtr, ndtri
 
         p = int(np.flatnonzero(self.num_idx == i)[0])
@@ -384,6 +385,7 @@ class Margin:
     """
 
     def __init__(self, column: np.ndarray, max_levels: int = 50) -> None:
+        # deferred: scipy.special takes ~0.5 s to import
         from scipy.special import ndtri
 
         column = np.sort(np.asarray(column, dtype=float))
@@ -411,6 +413,7 @@ class Margin:
         return float(out) if np.ndim(out) == 0 else out
 
     def to_observed(self, latent: np.ndarray) -> np.ndarray:
+        # deferred: scipy.special takes ~0.5 s to import
         from scipy.special import ndtr
 
         if self.discrete:
@@ -473,6 +476,7 @@ def _columns(data: Any, names: Sequence[str] | None) -> dict[str, list[Any] | np
 
 def _shrunk_covariance(resid: np.ndarray) -> np.ndarray:
     """Ledoit-Wolf covariance of residuals, computed on standardised columns and scaled back."""
+    # deferred: scikit-learn takes seconds to import; only fitting a prior needs it
     from sklearn.covariance import ledoit_wolf
 
     if resid.shape[1] == 0:

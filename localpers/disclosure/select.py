@@ -98,6 +98,7 @@ Example::
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -445,8 +446,6 @@ def _decision_function(model: Any, prior: Prior,
 
 
 def _torch_if_module(model: Any) -> Any:
-    import sys
-
     torch = sys.modules.get("torch")  # a torch module can only exist if torch was imported
     if torch is not None and isinstance(model, torch.nn.Module):
         return torch

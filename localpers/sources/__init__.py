@@ -38,6 +38,7 @@ Example::
 from __future__ import annotations
 
 import bisect
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -260,11 +261,6 @@ def open_source(path: str | Path, *, format: str | None = None, kind: str | None
 
     Raises :class:`LocalpersError` when the path is missing or its format unknown.
     """
-    from .interactions import CsvSource
-    from .jsonl import JsonlSource
-    from .mail import EmlSource, MaildirSource, MboxSource, is_maildir
-    from .notes import NOTE_SUFFIXES, NotesSource
-
     path = Path(path).expanduser()
     if not path.exists():
         raise LocalpersError(f"{path} does not exist")
@@ -313,8 +309,6 @@ def _guess_format(path: Path, is_maildir: Any, note_suffixes: tuple[str, ...]) -
 
 def file_identity(path: Path) -> dict:
     """A digest of a file's first 64 KiB: if it changed, a saved position no longer means anything."""
-    import hashlib
-
     with open(path, "rb") as f:
         return {"head": hashlib.sha256(f.read(65536)).hexdigest()}
 
@@ -332,3 +326,10 @@ def at_line_start(path: Path, offset: Any) -> bool:
             return f.read(1) == b"\n"
     except (TypeError, ValueError, OSError):
         return False
+
+
+# The readers, last: each of them builds on the names defined above.
+from .interactions import CsvSource  # noqa: E402
+from .jsonl import JsonlSource  # noqa: E402
+from .mail import EmlSource, MaildirSource, MboxSource, is_maildir  # noqa: E402
+from .notes import NOTE_SUFFIXES, NotesSource  # noqa: E402

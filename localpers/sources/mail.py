@@ -42,6 +42,8 @@ from email.header import Header, decode_header
 from pathlib import Path
 from typing import Any
 
+import html2text
+
 from ..errors import LocalpersError
 from . import (MAX_TEXT_CHARS, FileListSource, Outcome, Record, Rejected, Skipped, Source, clean_text, decode_text,
                file_identity, parse_time, read_lines)
@@ -200,8 +202,6 @@ def _part_text(part: email.message.Message) -> str:
 
 def html_to_text(html: str) -> str:
     """Readable text from an HTML body: no images, links reduced to their words, no line wrapping."""
-    import html2text
-
     converter = html2text.HTML2Text()
     converter.body_width = 0
     converter.ignore_images = True

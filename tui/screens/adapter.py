@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import math
 import threading
-import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import Button, Label, ProgressBar, Static, Switch
 
 from ..widgets import human_duration, relative_day
 from .base import TaskScreen, vault_work
+
+if TYPE_CHECKING:
+    from localpers.writing.train import TrainProgress, TrainResult
 
 
 class AdapterScreen(TaskScreen):
@@ -36,17 +39,17 @@ class AdapterScreen(TaskScreen):
         Binding("s", "toggle_adapter", "Adapter on/off"),
         Binding("r", "refresh_info", "Refresh", show=False),
     ]
+    # The command palette's entries: (name, help, action); the key comes from BINDINGS.
     PALETTE = [
-        ("Train the adapter", "Adapter: learn your style from your texts (t)", "train"),
-        ("Cancel training", "Adapter: stop and keep a checkpoint to resume from (c)", "cancel_training"),
-        ("Resume training", "Adapter: continue from the last checkpoint (u)", "resume"),
-        ("Switch the adapter on or off", "Adapter: compare drafts with and without it (s)", "toggle_adapter"),
+        ("Train the adapter", "Adapter: learn your style from your texts", "train"),
+        ("Cancel training", "Adapter: stop and keep a checkpoint to resume from", "cancel_training"),
+        ("Resume training", "Adapter: continue from the last checkpoint", "resume"),
+        ("Switch the adapter on or off", "Adapter: compare drafts with and without it", "toggle_adapter"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.training: threading.Event | None = None  # set it to cancel the running training
-        self.handled_keys: list[tuple[str, float]] = []  # (action, monotonic time), for responsiveness checks
         self.last_progress: Any = None
         self.resumable = False  # a cancelled run (or a saved checkpoint) can go on
 
@@ -116,12 +119,10 @@ class AdapterScreen(TaskScreen):
 
     @on(Button.Pressed, "#train")
     def action_train(self) -> None:
-        self.handled_keys.append(("train", time.monotonic()))
         self._start(resume=False)
 
     @on(Button.Pressed, "#resume")
     def action_resume(self) -> None:
-        self.handled_keys.append(("resume", time.monotonic()))
         self._start(resume=True)
 
     def _start(self, resume: bool) -> None:
@@ -136,17 +137,35 @@ class AdapterScreen(TaskScreen):
         self.query_one("#train-stats", Static).update("preparing the training data…")
         self._train(resume, self.training)
 
+    class Progress(Message):
+        """The training worker's report of where it stands (a :class:`localpers.writing.train.TrainProgress`)."""
+
+        def __init__(self, state: TrainProgress) -> None:
+            super().__init__()
+            self.state = state
+
+    class Trained(Message):
+        """The training worker ended: its result (None after an error), and whether it was cancelled."""
+
+        def __init__(self, result: TrainResult | None, cancelled: bool) -> None:
+            super().__init__()
+            self.result, self.cancelled = result, cancelled
+
     @vault_work(group="train")
     def _train(self, resume: bool, cancel: threading.Event) -> None:
-        def progress(state: Any) -> None:
-            self.from_thread(self._progress, state)
-
         result = None
         try:
-            result = self.session.train(progress=progress, cancel=cancel, resume=resume)
+            result = self.session.train(progress=lambda state: self.post_message(self.Progress(state)), cancel=cancel,
+                                        resume=resume)
         except Exception as exc:
             self.report(exc, "Training")
-        self.from_thread(self._trained, result, cancel.is_set())
+        self.post_message(self.Trained(result, cancel.is_set()))
+
+    def on_adapter_screen_progress(self, message: Progress) -> None:
+        self._progress(message.state)
+
+    def on_adapter_screen_trained(self, message: Trained) -> None:
+        self._trained(message.result, message.cancelled)
 
     def _progress(self, state: Any) -> None:
         self.last_progress = state
@@ -182,7 +201,6 @@ class AdapterScreen(TaskScreen):
         self.action_cancel_training()
 
     def action_cancel_training(self) -> None:
-        self.handled_keys.append(("cancel", time.monotonic()))
         if self.training is None:
             self.notify("Training is not running.", severity="warning")
             return
@@ -196,7 +214,6 @@ class AdapterScreen(TaskScreen):
     # ------------------------------------------------------------------ on / off
 
     def action_toggle_adapter(self) -> None:
-        self.handled_keys.append(("toggle_adapter", time.monotonic()))
         switch = self.query_one("#use-adapter", Switch)
         if switch.disabled:
             self.notify("There is no adapter yet: train one first (t).", severity="warning")
@@ -227,7 +244,7 @@ def describe_adapter(info: Any) -> str:
 
 
 def describe_progress(state: Any) -> str:
-    """One line for a :class:`localpers.train.TrainProgress`."""
+    """One line for a :class:`localpers.writing.train.TrainProgress`."""
     if state.phase == "playback":
         return f"writing an instruction for each text: {state.step}/{state.total_steps}"
     if state.phase == "training":

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 from textual import work
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Container
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from ..widgets import NavBar
+from ..widgets import NavBar, key_label
 
 if TYPE_CHECKING:
     from ..app import LocalpersApp
@@ -53,6 +54,14 @@ class TaskScreen(Screen):
 
     MODE = ""  # the app mode this screen is the base of
     HELP_TITLE = ""  # a line for the F1 help screen
+    PALETTE: list[tuple[str, str, str]] = []  # (name, help, action) for the command palette
+
+    @classmethod
+    def palette(cls) -> list[tuple[str, str, str]]:
+        """The palette entries, each help text ending with the action's key from ``BINDINGS`` ("... (Ctrl+G)")."""
+        keys = {b.action: b.key for b in cls.BINDINGS if isinstance(b, Binding)}
+        return [(name, f"{help_text} ({key_label(keys[action])})" if action in keys else help_text, action)
+                for name, help_text, action in cls.PALETTE]
 
     @property
     def localpers(self) -> "LocalpersApp":

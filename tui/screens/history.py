@@ -54,12 +54,13 @@ class HistoryScreen(TaskScreen):
         Binding("c", "cancel_import", "Cancel import", show=False),
         Binding("escape", "clear_search", "Show all", show=False),
     ]
+    # The command palette's entries: (name, help, action); the key comes from BINDINGS.
     PALETTE = [
-        ("Search history", "History: find texts by meaning or keyword (/)", "focus_search"),
-        ("Import a source into history", "History: mbox, Maildir, .eml, notes folder, JSONL, CSV (i)",
+        ("Search history", "History: find texts by meaning or keyword", "focus_search"),
+        ("Import a source into history", "History: mbox, Maildir, .eml, notes folder, JSONL, CSV",
          "import_source"),
-        ("Delete the selected history item", "History: erase it for good (Del)", "delete_item"),
-        ("Cancel the running import", "History: stop after the current batch; importing again resumes (c)",
+        ("Delete the selected history item", "History: erase it for good", "delete_item"),
+        ("Cancel the running import", "History: stop after the current batch; importing again resumes",
          "cancel_import"),
     ]
 

@@ -11,6 +11,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Button, DataTable, Static
 
+from localpers.vault import export_jsonl, write_backup
+
 from ..widgets import cell, human_bytes, relative_day, split_width
 from .base import TaskScreen, vault_work
 from .dialogs import ConfirmScreen, PathScreen
@@ -40,10 +42,11 @@ class PrivacyScreen(TaskScreen):
         Binding("x", "erase", "Erase user"),
         Binding("r", "refresh_stats", "Refresh"),
     ]
+    # The command palette's entries: (name, help, action); the key comes from BINDINGS.
     PALETTE = [
-        ("Back up the vault (encrypted)", "Privacy: write an encrypted backup file (b)", "backup"),
-        ("Export everything as plain text", "Privacy: decrypted JSON Lines, for you to keep (e)", "export"),
-        ("Erase this user", "Privacy: delete the vault for good (x)", "erase"),
+        ("Back up the vault (encrypted)", "Privacy: write an encrypted backup file", "backup"),
+        ("Export everything as plain text", "Privacy: decrypted JSON Lines, for you to keep", "export"),
+        ("Erase this user", "Privacy: delete the vault for good", "erase"),
     ]
 
     def compose_body(self) -> ComposeResult:
@@ -135,25 +138,23 @@ class PrivacyScreen(TaskScreen):
 
     @on(Button.Pressed, "#backup")
     def action_backup(self) -> None:
-        default = str(Path.home() / f"localpers-{self.session.vault.user}.backup")
-
-        def chosen(path: str | None) -> None:
-            if path:
-                self._export(path, plaintext=False)
-
-        self.app.push_screen(PathScreen("Write an encrypted backup to (restore it with your passphrase):",
-                                        value=default, action="Back up"), chosen)
+        self._ask_path("Write an encrypted backup to (restore it with your passphrase):", ".backup", "Back up",
+                       plaintext=False)
 
     @on(Button.Pressed, "#export")
     def action_export(self) -> None:
-        default = str(Path.home() / f"localpers-{self.session.vault.user}-export.jsonl")
+        self._ask_path("Export every record DECRYPTED to this file (anyone who can read the file can read your "
+                       "data):", "-export.jsonl", "Export", plaintext=True)
+
+    def _ask_path(self, prompt: str, suffix: str, action: str, *, plaintext: bool) -> None:
+        """Ask where to write (a file in the home folder by default), then export or back up there."""
+        default = str(Path.home() / f"localpers-{self.session.vault.user}{suffix}")
 
         def chosen(path: str | None) -> None:
             if path:
-                self._export(path, plaintext=True)
+                self._export(path, plaintext=plaintext)
 
-        self.app.push_screen(PathScreen("Export every record DECRYPTED to this file (anyone who can read the file "
-                                        "can read your data):", value=default, action="Export"), chosen)
+        self.app.push_screen(PathScreen(prompt, value=default, action=action), chosen)
 
     @vault_work(group="export")
     def _export(self, path: str, plaintext: bool) -> None:
@@ -161,10 +162,10 @@ class PrivacyScreen(TaskScreen):
         target = Path(path).expanduser()
         try:
             if plaintext:
-                n = vault.export_jsonl(target)
+                n = export_jsonl(vault, target)
                 message = f"Exported {n} records to {target}. It is plain text: keep it safe or delete it."
             else:
-                written = vault.backup(target)
+                written = write_backup(vault, target)
                 message = f"Encrypted backup written to {written}."
         except Exception as exc:
             self.report(exc, "Exporting" if plaintext else "Backing up")

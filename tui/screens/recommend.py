@@ -35,11 +35,12 @@ class RecommendScreen(TaskScreen):
         Binding("slash", "focus_filter", "Filter"),
         Binding("escape", "focus_list", "Back to list", show=False),
     ]
+    # The command palette's entries: (name, help, action); the key comes from BINDINGS.
     PALETTE = [
-        ("Like the selected item", "Recommend: more like this (l)", "feedback('like')"),
-        ("Dislike the selected item", "Recommend: less like this (d)", "feedback('dislike')"),
-        ("Not interested in the selected item", "Recommend: hide it (n)", "feedback('not_interested')"),
-        ("Refresh recommendations", "Recommend: compute the list again (r)", "refresh_list"),
+        ("Like the selected item", "Recommend: more like this", "feedback('like')"),
+        ("Dislike the selected item", "Recommend: less like this", "feedback('dislike')"),
+        ("Not interested in the selected item", "Recommend: hide it", "feedback('not_interested')"),
+        ("Refresh recommendations", "Recommend: compute the list again", "refresh_list"),
     ]
     LIST_SIZE = 20
     DEFAULT_CSS = """

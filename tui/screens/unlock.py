@@ -12,11 +12,17 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, LoadingIndicator, OptionList, Static, Tab, Tabs
 from textual.widgets.option_list import Option
 
+from localpers.errors import WrongPassphrase
+from localpers.session import MIN_PASSPHRASE, open_vault
+from localpers.vault import DEMO_USER, Vault
+
 from ..widgets import passphrase_strength
+from .base import describe_error
 
 if TYPE_CHECKING:
     from ..app import LocalpersApp
@@ -81,8 +87,6 @@ class UnlockScreen(Screen):
     # ------------------------------------------------------------------ state
 
     def _existing_users(self) -> list[str]:
-        from localpers.vault import DEMO_USER, Vault
-
         return [u for u in Vault.users(self.localpers.users_root) if u != DEMO_USER]
 
     def refresh_users(self) -> None:
@@ -162,8 +166,6 @@ class UnlockScreen(Screen):
     @on(Input.Submitted, "#confirm")
     @on(Button.Pressed, "#submit")
     def submit(self) -> None:
-        from localpers.vault import DEMO_USER
-
         user = self.query_one("#user", Input).value.strip().lower()
         passphrase = self.query_one("#passphrase", Input).value
         if not user:
@@ -175,8 +177,8 @@ class UnlockScreen(Screen):
             return
         if self.creating:
             confirm = self.query_one("#confirm", Input).value
-            if len(passphrase) < 8:
-                self.notify("Choose a passphrase of at least 8 characters; a few unrelated words work well.",
+            if len(passphrase) < MIN_PASSPHRASE:
+                self.notify(f"Choose a passphrase of at least {MIN_PASSPHRASE} characters; a few unrelated words work well.",
                             severity="error")
                 return
             if confirm != passphrase:
@@ -200,26 +202,41 @@ class UnlockScreen(Screen):
 
     @work(thread=True, exclusive=True, group="unlock", exit_on_error=False)
     def _open(self, user: str | None, passphrase: str | None, create: bool) -> None:
-        from localpers.errors import WrongPassphrase
-        from localpers.vault import Vault
-
         app = self.localpers
         try:
             if user is None:
-                vault = Vault.open_demo(home=app.users_root)
+                vault = open_vault(None, None, home=app.users_root)
             elif create:
                 vault = Vault.create(user, passphrase or "", home=app.users_root, kdf_seconds=app.kdf_seconds)
             else:
                 vault = Vault.open(user, passphrase or "", home=app.users_root)
         except WrongPassphrase:
-            self.app.call_from_thread(self._failed, f"Wrong passphrase for {user!r}. Check Caps Lock and try again.")
+            self.post_message(self.Failed(f"Wrong passphrase for {user!r}. Check Caps Lock and try again."))
             return
         except Exception as exc:  # shown to the user, who can fix the input and retry
-            from .base import describe_error
-
-            self.app.call_from_thread(self._failed, describe_error(exc, "Opening the vault"))
+            self.post_message(self.Failed(describe_error(exc, "Opening the vault")))
             return
-        self.app.call_from_thread(self._opened, vault)
+        self.post_message(self.Opened(vault))
+
+    class Opened(Message):
+        """The unlock worker opened a vault."""
+
+        def __init__(self, vault: Vault) -> None:
+            super().__init__()
+            self.vault = vault
+
+    class Failed(Message):
+        """The unlock worker could not open the vault; ``reason`` says why and what to do."""
+
+        def __init__(self, reason: str) -> None:
+            super().__init__()
+            self.reason = reason
+
+    def on_unlock_screen_opened(self, message: Opened) -> None:
+        self._opened(message.vault)
+
+    def on_unlock_screen_failed(self, message: Failed) -> None:
+        self._failed(message.reason)
 
     def _failed(self, message: str) -> None:
         self.set_busy(False)

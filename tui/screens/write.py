@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Select, Static, TextArea
 
-from ..widgets import first_line
+from ..widgets import clip, first_line
 from .base import TaskScreen, vault_work
 
 MODES = [("Compose", "compose"), ("Reply", "reply"), ("Rewrite", "rewrite"), ("Continue", "continue")]
@@ -50,23 +50,23 @@ class WriteScreen(TaskScreen):
         Binding("ctrl+o", "copy", "Copy"),
         Binding("ctrl+b", "toggle_examples", "Examples"),
     ]
+    # The command palette's entries: (name, help, action); the key comes from BINDINGS.
     PALETTE = [
-        ("Generate a draft", "Write: draft from the instruction (Ctrl+G)", "generate"),
-        ("Regenerate the draft", "Write: another version (Ctrl+R)", "regenerate"),
-        ("Stop generating", "Write: stop the draft where it is (Esc)", "stop"),
-        ("Save the draft", "Write: keep it; your edit goes to history (Ctrl+S)", "save"),
-        ("Copy the draft to the clipboard", "Write: copy (Ctrl+O)", "copy"),
-        ("Show or hide the examples", "Write: the texts of yours that shaped the draft (Ctrl+B)",
+        ("Generate a draft", "Write: draft from the instruction", "generate"),
+        ("Regenerate the draft", "Write: another version", "regenerate"),
+        ("Stop generating", "Write: stop the draft where it is", "stop"),
+        ("Save the draft", "Write: keep it; your edit goes to history", "save"),
+        ("Copy the draft to the clipboard", "Write: copy", "copy"),
+        ("Show or hide the examples", "Write: the texts of yours that shaped the draft",
          "toggle_examples"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.generating: threading.Event | None = None  # set it to stop the running generation
-        self.current: Any = None  # the draft being shown (a localpers.write.Draft)
+        self.current: Any = None  # the draft being shown (a localpers.writing.writer.Draft)
         self.attempt = 0
         self.tokens = 0
-        self.handled_keys: list[tuple[str, float]] = []  # (action, monotonic time), for responsiveness checks
         self.notice_shown = False  # the writer's note about the adapter is shown once
 
     def compose_body(self) -> ComposeResult:
@@ -125,7 +125,6 @@ class WriteScreen(TaskScreen):
     # ------------------------------------------------------------------ generating
 
     def action_generate(self, again: bool = False) -> None:
-        self.handled_keys.append(("generate", time.monotonic()))
         if self.generating is not None:
             self.notify("A draft is being written; Esc stops it.", severity="warning")
             return
@@ -200,7 +199,7 @@ class WriteScreen(TaskScreen):
             score = example.get("score")
             head = f"{title}" + (f"  ({score:.2f})" if isinstance(score, float) else "")
             widgets.append(Static(head, classes="example-title", markup=False))
-            widgets.append(Static(_clip(example.get("text", ""), 300), classes="example", markup=False))
+            widgets.append(Static(clip(example.get("text", ""), 300), classes="example", markup=False))
         widgets += self._facts_widgets(draft)
         box.mount_all(widgets)
 
@@ -239,7 +238,6 @@ class WriteScreen(TaskScreen):
         area.focus()
 
     def action_stop(self) -> None:
-        self.handled_keys.append(("stop", time.monotonic()))
         if self.generating is not None:
             self.generating.set()
             self.status("Stopping…")
@@ -288,7 +286,6 @@ class WriteScreen(TaskScreen):
                         "vault.", title="Maybe not copied", severity="warning", timeout=10)
 
     def action_toggle_examples(self) -> None:
-        self.handled_keys.append(("toggle_examples", time.monotonic()))
         self.query_one("#examples").toggle_class("-hidden")
 
 
@@ -314,8 +311,3 @@ def write_guide(demo: bool, have: int, needed: int, has_adapter: bool) -> str:
         return (f"Drafts draw on your {have} texts as examples.\n\n"
                 "You have enough texts to train your personal adapter: F5 Adapter, then t.")
     return "Your draft appears here, written with your adapter and your own texts as examples."
-
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -25,18 +25,21 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import models
-from .adapters import Recipe, load_recipe
-from .errors import LocalpersError
-from .vault import plaintext_file
+from .. import models
+from ..adapters import Recipe
+from ..errors import LocalpersError
+from ..vault import plaintext_file
+
+if TYPE_CHECKING:
+    from ..vault import Vault
 
 ADAPTER_BLOB = "adapter"
 MIN_CORRELATION = 0.99
@@ -111,6 +114,7 @@ class AdapterInfo:
 
 def lora_pairs(peft_model: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{module name: (A [rank, n_in], B [n_out, rank])}`` of a peft model, as float32 arrays."""
+    # deferred: peft imports torch and transformers (seconds)
     from peft import get_peft_model_state_dict
 
     state = get_peft_model_state_dict(peft_model)
@@ -134,6 +138,7 @@ def export_gguf(peft_model: Any, recipe: Recipe, *, base_model_id: str = "") -> 
     ``<base>.lora_b`` holds B as [n_out, rank]; the scale alpha/rank comes from
     ``adapter.lora.alpha`` and the rank (A's row count), as peft computes it.
     """
+    # deferred: gguf loads only when an adapter is exported
     import gguf
 
     config = next(iter(peft_model.peft_config.values())) if hasattr(peft_model, "peft_config") else None
@@ -166,8 +171,7 @@ def export_gguf(peft_model: Any, recipe: Recipe, *, base_model_id: str = "") -> 
 
 def peft_logits(model: Any, tokenizer: Any, prompt: str, *, adapter: bool = True) -> np.ndarray:
     """Next-token logits of ``prompt`` from the (peft) model, with or without its adapter."""
-    import contextlib
-
+    # deferred: torch takes seconds to import; only verification needs it
     import torch
 
     ids = torch.tensor([tokenizer(prompt).input_ids])
@@ -195,8 +199,7 @@ def verify(engine: Any, gguf_bytes: bytes, peft_model: Any, tokenizer: Any, prob
     ratio (see :class:`Verification`) is <= ``max_error_ratio``. An adapter file llama.cpp
     refuses fails too.
     """
-    import numpy.linalg as la
-
+    la = np.linalg
     name = f"verify-{hashlib.sha256(gguf_bytes).hexdigest()[:12]}"
     correlations, ratios, effects = [], [], []
     with plaintext_file(gguf_bytes) as path:
@@ -231,7 +234,7 @@ def verify(engine: Any, gguf_bytes: bytes, peft_model: Any, tokenizer: Any, prob
 # ---------------------------------------------------------------------- storing and loading
 
 
-def install(vault: Any, gguf_bytes: bytes, *, recipe: Recipe, base_model_id: str, n_texts: int,
+def install(vault: Vault, gguf_bytes: bytes, *, recipe: Recipe, base_model_id: str, n_texts: int,
             scores: dict | None = None, extra: dict | None = None) -> AdapterInfo:
     """Store the adapter sealed in the vault as the user's adapter (replacing the previous one)."""
     if gguf_bytes[:4] != b"GGUF":
@@ -244,7 +247,7 @@ def install(vault: Any, gguf_bytes: bytes, *, recipe: Recipe, base_model_id: str
     return info
 
 
-def installed(vault: Any) -> AdapterInfo | None:
+def installed(vault: Vault) -> AdapterInfo | None:
     """The stored adapter's info, or None when the user has none."""
     raw = vault.blob_info(ADAPTER_BLOB)
     if not raw:
@@ -253,7 +256,7 @@ def installed(vault: Any) -> AdapterInfo | None:
     return AdapterInfo(**{k: v for k, v in raw.items() if k in known})
 
 
-def remove(vault: Any) -> bool:
+def remove(vault: Vault) -> bool:
     """Delete the user's adapter (writing falls back to retrieval and profile)."""
     return vault.blobs.delete(ADAPTER_BLOB)
 
@@ -262,7 +265,7 @@ def remove(vault: Any) -> bool:
 _loaded: dict[tuple[int, str], str] = {}
 
 
-def load(vault: Any, engine: Any, *, name: str | None = None) -> str | None:
+def load(vault: Vault, engine: Any, *, name: str | None = None) -> str | None:
     """Load the user's adapter into ``engine``; returns its name there, or None without one.
 
     Raises :class:`AdapterError` when the adapter was trained for another base model.
@@ -298,12 +301,12 @@ class Adapter:
         'user:ada'
     """
 
-    def __init__(self, vault: Any, info: AdapterInfo) -> None:
+    def __init__(self, vault: Vault, info: AdapterInfo) -> None:
         self.vault = vault
         self.info = info
 
     @classmethod
-    def of(cls, vault: Any) -> "Adapter | None":
+    def of(cls, vault: Vault) -> "Adapter | None":
         info = installed(vault)
         return None if info is None else cls(vault, info)
 
@@ -323,7 +326,7 @@ class Adapter:
 # ---------------------------------------------------------------------- after training
 
 
-def install_verified(vault: Any, gguf_bytes: bytes, peft_model: Any, tokenizer: Any, engine: Any, *,
+def install_verified(vault: Vault, gguf_bytes: bytes, peft_model: Any, tokenizer: Any, engine: Any, *,
                      recipe: Recipe, n_texts: int, scores: dict | None = None, extra: dict | None = None
                      ) -> AdapterInfo:
     """Verify ``gguf_bytes`` against ``peft_model`` in ``engine``, then install it; refuse it otherwise.
@@ -343,24 +346,3 @@ def install_verified(vault: Any, gguf_bytes: bytes, peft_model: Any, tokenizer: 
               "error_ratio": round(check.error_ratio, 3), "effect_correlation": round(check.effect_correlation, 4)}
     return install(vault, gguf_bytes, recipe=recipe, base_model_id=base_id, n_texts=n_texts, scores=scores,
                    extra=extra)
-
-
-def install_trained(vault: Any, result: Any, *, engine: Any = None,
-                    progress: Callable[[Any], None] | None = None) -> AdapterInfo:
-    """Export a :class:`~localpers.train.TrainResult`'s model, verify it, and install it (see :func:`install_verified`)."""
-    from .llm import Engine
-    from .train import TrainProgress
-
-    tell = progress or (lambda p: None)
-    recipe = result.recipe or load_recipe("gemma3-270m")
-    engine = engine or Engine.shared(recipe.name)
-    tell(TrainProgress("exporting", result.steps, result.total_steps, message="writing the GGUF adapter"))
-    data = export_gguf(result.model, recipe, base_model_id=models.model_id(engine.model_path))
-    tell(TrainProgress("verifying", result.steps, result.total_steps,
-                       message="checking llama.cpp and peft agree on the adapter"))
-    scores = {"base_heldout_loss": result.base_heldout_loss, "heldout_loss": result.heldout_loss,
-              "steps": result.steps, "train_tokens": result.train_tokens}
-    return install_verified(vault, data, result.model, result.tokenizer, engine, recipe=recipe,
-                            n_texts=result.n_texts, scores=scores,
-                            extra={"n_train": result.n_train, "n_heldout": result.n_heldout,
-                                   "playback": result.playback_sources})

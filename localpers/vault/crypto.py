@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .errors import TamperedData, VaultError
+from ..errors import TamperedData, VaultError
 
 NONCE_BYTES = 12
 TAG_BYTES = 16

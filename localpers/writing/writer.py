@@ -2,7 +2,7 @@
 
 A prompt for the local writer model combines three personal signals:
 
-- the user's **adapter** (a LoRA trained on their texts, see :mod:`localpers.train`),
+- the user's **adapter** (a LoRA trained on their texts, see :mod:`localpers.writing.train`),
   when they have one for this base model;
 - **retrieved examples** of their own writing, found by meaning in their history;
 - a short **style summary** (greeting, sign-off, length) computed from their texts,
@@ -39,18 +39,24 @@ Example::
 from __future__ import annotations
 
 import re
-import statistics
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .adapters import MODES, Recipe, clip, load_recipe, recipe_for_model
-from .errors import LocalpersError
-from .vault import coarse_time
+from ..adapters import MODES, Recipe, clip, load_recipe, recipe_for_model
+from ..errors import LocalpersError
+from ..disclosure import choose_profile_facts, profile_facts
+from ..history import History
+from ..llm import Engine
+from ..paths import Config
+from ..vault import coarse_time
+from .adapter import load as load_adapter
+from .context import (WRITTEN_KINDS, Example, has_fact, key_facts, readiness_message,  # noqa: F401  (has_fact re-exported)
+                      retrieve, style_summary)
 
-WRITTEN_KINDS = ("email", "note", "message", "post", "text", "document")
-DEFAULT_MIN_TEXTS = 50
+if TYPE_CHECKING:
+    from ..vault import Vault
+
 # A draft is at least a sentence: the small model sometimes ends after a word ("Yes!").
 MIN_DRAFT_TOKENS = 16
 MAX_THREAD_CHARS = 3000
@@ -65,177 +71,9 @@ DEFAULT_INSTRUCTIONS = {
 }
 
 
-@dataclass
-class Example:
-    """One of the user's texts shown to the model as an example of their writing."""
-
-    item_id: str
-    text: str
-    score: float
-
-    @property
-    def snippet(self) -> str:
-        return clip(" ".join(self.text.split()), 80)
-
-
-# ---------------------------------------------------------------------- key facts
-
-_DAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
-_MONTHS = "january february march april may june july august september october november december".split()
-_CALENDAR = "|".join([*_DAYS, *_MONTHS, *(m[:3] for m in _MONTHS if m != "may"), "sept"])
-_FACT = re.compile(
-    r"(?P<address>[\w.+-]+@[\w-]+(?:\.[\w-]+)+|https?://\S+|www\.\S+)"
-    r"|(?P<number>\d+(?:[.,:/-]\d+)*(?:\s?(?:am|pm)\b)?)"
-    rf"|(?P<calendar>\b(?:{_CALENDAR})\b\.?)"
-    r"|(?P<word>\b[A-Z][\w'-]*)", re.IGNORECASE)
-# Capitalized words that are not names however they are placed.
-_NOT_NAMES = frozenset("i i'm i'll i've i'd ok okay dear hi hello hey thanks thank best regards please".split())
-
-
-def key_facts(text: str) -> list[str]:
-    """The facts a reader checks first in a text: names, numbers, dates, weekdays, times, addresses.
-
-    Four kinds, found by pattern: e-mail addresses and URLs; numbers, with their separators
-    ("10/24", "3:30", "2,500") and a following am/pm; weekday and month names (also
-    abbreviated), wherever they stand; and capitalized words that do not open a sentence
-    or line (names of people, places, products). Returned as written, each once, in order.
-
-    >>> key_facts("Thank Priya for the launch and propose drinks on Friday at 6 pm.")
-    ['Priya', 'Friday', '6 pm']
-    >>> key_facts("Dear Tom,\\nCan we move it to Thu, Oct 3? Mail ann@x.org")
-    ['Tom', 'Thu', 'Oct', '3', 'ann@x.org']
-    """
-    out: list[str] = []
-    for m in _FACT.finditer(text):
-        kind, value = m.lastgroup, m.group()
-        if kind == "word":
-            if not value[0].isupper() or value.lower() in _NOT_NAMES:
-                continue
-            before = text[:m.start()].rstrip(" \t\"'(")
-            if not before or before[-1] in ".!?:\n" or before.endswith("\n"):
-                continue  # the first word of a sentence or line says nothing by its capital
-        value = " ".join(value.split()).rstrip(".")
-        if value.lower() not in {o.lower() for o in out}:
-            out.append(value)
-    return out
-
-
-def has_fact(text: str, fact: str) -> bool:
-    """Whether ``fact`` (from :func:`key_facts`) appears in ``text`` as a word of its own.
-
-    A number also counts with an ordinal ending ("4" in "March 4th").
-
-    >>> has_fact("See you on Friday at 6PM!", "6 pm"), has_fact("Fridays", "Friday"), has_fact("May 4th", "4")
-    (True, False, True)
-    """
-    def flat(s: str) -> str:
-        return re.sub(r"(\d)\s+(am|pm)\b", r"\1\2", s.lower())
-
-    ordinal = "(?:st|nd|rd|th)?" if fact[-1:].isdigit() else ""
-    return re.search(rf"(?<![\w@]){re.escape(flat(fact))}{ordinal}(?![\w@])", flat(text)) is not None
-
-
-# ---------------------------------------------------------------------- retrieval and style
-
-
-def _normal(text: str) -> str:
-    return " ".join(text.split()).lower()
-
-
-def retrieve(history: Any, query: str, k: int, *, exclude_ids: set[str] | frozenset = frozenset(),
-             exclude_texts: Sequence[str] = (), kinds: Sequence[str] = WRITTEN_KINDS) -> list[Example]:
-    """Up to ``k`` of the user's texts closest in meaning to ``query``, never an excluded one.
-
-    Excluded texts are matched by id and by content (a text must never be its own example).
-    """
-    if history is None or k <= 0 or not query.strip():
-        return []
-    banned = {_normal(t) for t in exclude_texts}
-    hits = history.search(query, k=k + len(exclude_ids) + len(banned) + 2, kinds=list(kinds))
-    out: list[Example] = []
-    seen: set[str] = set()
-    for hit in hits:
-        norm = _normal(hit.content)
-        if hit.item_id in exclude_ids or norm in banned or norm in seen:
-            continue
-        seen.add(norm)
-        out.append(Example(hit.item_id, hit.content, float(hit.score)))
-        if len(out) == k:
-            break
-    return out
-
-
 # A draft that opens with a separator line copied from the prompt's examples (see Draft.__iter__).
 _OPENING_SO_FAR = re.compile(r"\s*-*\s*")
 _SEPARATOR_OPENING = re.compile(r"\A\s*(-{3,}[ \t]*\n)?\s*")
-
-_OPENER = re.compile(r"^\s*(dear|hi|hello|hey|good morning|good afternoon|greetings)\b[^\n]*", re.IGNORECASE)
-
-
-def style_summary(texts: Sequence[str]) -> str:
-    """One line about how the user writes: greeting, sign-off, typical length. Deterministic.
-
-    >>> style_summary(["Dear Ann,\\n\\nSee you soon.\\n\\nBest regards,\\nDavid",
-    ...                "Dear Bob,\\n\\nThanks for the notes.\\n\\nBest regards,\\nDavid"])
-    'Opens with "Dear <name>,"; signs off "Best regards, David"; about 8 words.'
-    """
-    texts = [t.strip() for t in texts if t and t.strip()]
-    if not texts:
-        return ""
-    parts = []
-    openers = Counter()
-    for t in texts:
-        m = _OPENER.match(t)
-        if m:
-            openers[m.group(1).capitalize()] += 1
-    if openers:
-        word, n = openers.most_common(1)[0]
-        if n >= 0.3 * len(texts):
-            parts.append(f'Opens with "{word} <name>,"')
-    closings = Counter()
-    for t in texts:
-        lines = [ln.strip() for ln in t.splitlines() if ln.strip()]
-        if len(lines) >= 3 and len(lines[-1].split()) <= 3 and len(lines[-2].split()) <= 4:
-            closings[f"{lines[-2]} {lines[-1]}"] += 1
-        elif len(lines) >= 2 and len(lines[-1].split()) <= 3:
-            closings[lines[-1]] += 1
-    if closings:
-        closing, n = closings.most_common(1)[0]
-        if n >= 0.25 * len(texts):
-            parts.append(f'signs off "{closing}"')
-    n_words = statistics.median(len(t.split()) for t in texts)
-    parts.append(f"about {int(n_words)} words")
-    line = "; ".join(parts) + "."
-    return line[0].upper() + line[1:]
-
-
-def adapter_readiness(vault: Any, *, min_texts: int | None = None, n_texts: int | None = None) -> tuple[int, int]:
-    """``(texts the user has, texts still needed)`` for a personal adapter; needed 0 = ready.
-
-    >>> adapter_readiness(None, min_texts=50, n_texts=12)
-    (12, 38)
-    """
-    if min_texts is None:
-        try:
-            min_texts = load_recipe("gemma3-270m").min_texts
-        except LocalpersError:
-            min_texts = DEFAULT_MIN_TEXTS
-    if n_texts is None:
-        marks = ", ".join("?" * len(WRITTEN_KINDS))
-        n_texts = vault.items.count(f"kind in ({marks})", list(WRITTEN_KINDS))
-    return n_texts, max(0, min_texts - n_texts)
-
-
-def readiness_message(vault: Any, *, has_adapter: bool = False) -> str:
-    """What the app tells the user about their adapter, in one line."""
-    have, needed = adapter_readiness(vault)
-    if has_adapter:
-        return f"Writing with your personal adapter ({have} texts in your history)."
-    if needed:
-        return (f"{needed} more texts needed for a personal adapter ({have} so far); "
-                "meanwhile writing uses your examples and style.")
-    return f"Enough texts ({have}) for a personal adapter: run `localpers train`."
-
 
 # ---------------------------------------------------------------------- drafts
 
@@ -320,21 +158,16 @@ class Writer:
     ``cold_start_engine`` overrides the cold-start model.
     """
 
-    def __init__(self, vault: Any, engine: Any = None, history: Any = None, *, use_adapter: bool = True,
+    def __init__(self, vault: Vault, engine: Any = None, history: Any = None, *, use_adapter: bool = True,
                  use_examples: bool = True, use_style: bool = True, use_facts: bool = True, k: int | None = None,
                  max_tokens: int = 300, temperature: float = 0.0, repeat_penalty: float = 1.1,
                  recipient: str = "local writer model", cold_start: bool | None = None,
                  cold_start_engine: Any = None) -> None:
         self.vault = vault
         if engine is None:
-            from .llm import Engine
-            from .paths import Config
-
             engine = Engine.shared(Config.load().writer_model)
         self.engine = engine
         if history is None and use_examples:
-            from .history import History
-
             history = History(vault)
         self.history = history
         self.use_adapter, self.use_examples, self.use_style = use_adapter, use_examples, use_style
@@ -360,17 +193,13 @@ class Writer:
         """The writer model itself when it follows instructions (has a chat template), else :data:`COLD_START_MODEL`."""
         if self.engine.has_chat_template:
             return self.engine
-        from .llm import Engine
-
         return Engine.shared(COLD_START_MODEL)
 
     def _load_adapter(self) -> str | None:
-        from . import adapter
-
         if not self.supported:
             self.notice = "This writer model has no adapter recipe; writing uses your examples and style only."
             return None
-        name = adapter.load(self.vault, self.engine)
+        name = load_adapter(self.vault, self.engine)
         self.notice = readiness_message(self.vault, has_adapter=name is not None)
         return name
 
@@ -395,8 +224,6 @@ class Writer:
         Returns a :class:`localpers.disclosure.FactSelection`: ``used`` goes into the prompt,
         ``withheld`` stays in the vault. ``record`` logs the choice in the disclosure ledger.
         """
-        from .disclosure import choose_profile_facts, profile_facts
-
         if self._facts is None:  # read (and derive) once per writer; saving a draft refreshes it
             self._facts = profile_facts(self.vault)
         return choose_profile_facts(self.vault, "writing", recipient=self.recipient, facts=self._facts,
@@ -517,8 +344,6 @@ class Writer:
         if final and len(final.split()) >= 3:
             history = self.history
             if history is None:
-                from .history import History
-
                 history = self.history = History(self.vault)
             history.add_texts([final], kind=kind, source="draft", metadata={"draft_id": row_id, "mode": draft.mode})
             self._style = self._facts = None

@@ -24,8 +24,9 @@ passphrase or a damaged file writes nothing.
 
 Example::
 
-    >>> vault.backup("/media/usb/ada.lpbackup")                              # doctest: +SKIP
-    >>> Vault.restore("/media/usb/ada.lpbackup", "correct horse battery staple")  # doctest: +SKIP
+    >>> from localpers.vault import restore_backup, write_backup
+    >>> write_backup(vault, "/media/usb/ada.lpbackup")                              # doctest: +SKIP
+    >>> restore_backup("/media/usb/ada.lpbackup", "correct horse battery staple")  # doctest: +SKIP
     <Vault 'ada' at /home/ada/.local/share/localpers/users/ada/vault.db>
 """
 
@@ -42,11 +43,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import crypto
-from .errors import TamperedData, VaultError, WrongPassphrase
-from .paths import private_dir
-from . import vault as vault_module
-from .vault import (LOCK_FILE, TABLES, VAULT_FILE, Vault, _acquire_lock, _fsync_dir, _release_lock, _remove_db_files,
-                    _shred, _wrap_aad, coarse_time)
+from ..errors import TamperedData, VaultError, WrongPassphrase
+from ..paths import private_dir
+from .files import LOCK_FILE, acquire_lock, fsync_dir, release_lock, remove_db_files, replace_whole, shred
+from .keys import wrap_aad
+from .sealed import TABLES, coarse_time
+from . import store
+from .store import VAULT_FILE, Vault
 
 MAGIC = b"localpers-backup"
 FORMAT = 1
@@ -54,21 +57,13 @@ CHUNK = 1 << 20
 _MAX_HEADER = 1 << 16
 
 
-def write_backup(vault: Vault, path: Path) -> Path:
+def write_backup(vault: Vault, path: str | Path) -> Path:
     """Write an encrypted backup of ``vault`` to ``path`` atomically (a crash leaves no half file)."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise VaultError(f"{path} is a folder; give a file name for the backup")
     _check_folder(path, "backup")
-    with vault._tx_lock:  # no write from another thread lands halfway through the snapshot
-        if vault._depth:
-            raise VaultError("backup() cannot run inside a transaction: it would copy uncommitted changes")
-        snapshot = sqlite3.connect(":memory:")
-        try:
-            vault.db.conn.backup(snapshot)
-            data = snapshot.serialize()
-        finally:
-            snapshot.close()
+    with vault.snapshot() as data:
         meta = {k: vault.meta(k) for k in ("user", "vault_id", "schema_version", "key_version", "kdf", "wrapped_key")}
     salt = os.urandom(16)
     n_chunks = max(1, -(-len(data) // CHUNK))
@@ -78,25 +73,14 @@ def write_backup(vault: Vault, path: Path) -> Path:
         "kdf": json.loads(meta["kdf"]), "wrapped_key": meta["wrapped_key"], "salt": salt.hex(),
         "chunk_size": CHUNK, "chunks": n_chunks, "size": len(data), "created": coarse_time(),
     }).encode()
-    aead = crypto.cipher(crypto.subkey(vault._key, "backup", salt))
+    aead = crypto.cipher(vault.subkey("backup", salt))
     digest = hashlib.sha256(MAGIC + header).digest()
-    tmp = path.with_name(path.name + ".partial")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(MAGIC + struct.pack(">I", len(header)) + header)
-            view = memoryview(data)
-            for i in range(n_chunks):
-                box = crypto.seal(aead, view[i * CHUNK:(i + 1) * CHUNK], aad=_chunk_aad(digest, i))
-                out.write(struct.pack(">I", len(box)) + box)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with replace_whole(path) as out:
+        out.write(MAGIC + struct.pack(">I", len(header)) + header)
+        view = memoryview(data)
+        for i in range(n_chunks):
+            box = crypto.seal(aead, view[i * CHUNK:(i + 1) * CHUNK], aad=_chunk_aad(digest, i))
+            out.write(struct.pack(">I", len(box)) + box)
     return path
 
 
@@ -148,7 +132,7 @@ def read_backup(path: Path, passphrase: str) -> tuple[dict, bytes, bytes]:
         kek = crypto.derive_key(passphrase, params)
         try:
             data_key = crypto.unseal(kek, bytes.fromhex(header["wrapped_key"]),
-                                     aad=_wrap_aad(user, int(header["key_version"])))
+                                     aad=wrap_aad(user, int(header["key_version"])))
         except TamperedData:
             raise WrongPassphrase(f"wrong passphrase for the backup of {user!r} "
                                   "(it needs the passphrase in use when the backup was made)") from None
@@ -174,10 +158,14 @@ def read_backup(path: Path, passphrase: str) -> tuple[dict, bytes, bytes]:
     return header, data_key, data
 
 
-def restore_backup(path: Path, passphrase: str, *, home: Path | None = None, overwrite: bool = False) -> Vault:
-    """Recreate the vault in ``path`` under its user name in ``home``; returns it open (see :meth:`Vault.restore`)."""
+def restore_backup(path: str | Path, passphrase: str, *, home: Path | None = None, overwrite: bool = False) -> Vault:
+    """Recreate a vault from a :func:`write_backup` file under its user name in ``home``; returns it open.
+
+    Wrong passphrase: :class:`WrongPassphrase`, nothing written. An existing vault of
+    the same user is replaced only with ``overwrite=True`` (and is erased first).
+    """
     header = read_header(Path(path).expanduser()) if Path(path).expanduser().is_file() else None
-    if header is not None and int(header.get("schema_version", 0)) > vault_module.SCHEMA_VERSION:
+    if header is not None and int(header.get("schema_version", 0)) > store.SCHEMA_VERSION:
         raise VaultError(f"this backup was written by a newer localpers (schema {header['schema_version']}); "
                          "upgrade localpers to restore it")
     header, data_key, data = read_backup(path, passphrase)
@@ -187,10 +175,10 @@ def restore_backup(path: Path, passphrase: str, *, home: Path | None = None, ove
         raise VaultError(f"user {user!r} already has a vault here; erase it first or restore with overwrite "
                          "(localpers user restore --overwrite)")
     private_dir(folder)
-    lock = _acquire_lock(folder, user)
+    lock = acquire_lock(folder, user)
     try:
         tmp = folder / (VAULT_FILE + ".restoring")
-        _remove_db_files(tmp)
+        remove_db_files(tmp)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -204,14 +192,14 @@ def restore_backup(path: Path, passphrase: str, *, home: Path | None = None, ove
         # The old vault (if any) goes only once the new one is complete on disk.
         for p in sorted(folder.iterdir()):
             if p.name not in (LOCK_FILE, tmp.name) and p.is_file():
-                _shred(p)
+                shred(p)
         os.replace(tmp, folder / VAULT_FILE)
-        _fsync_dir(folder)
+        fsync_dir(folder)
         # A backup is older than the live vault by nature: its counter resets the keyring's mirror.
-        return Vault._finish_open(folder / VAULT_FILE, user, data_key, int(header["key_version"]), lock,
+        return Vault.open_unlocked(folder / VAULT_FILE, user, data_key, int(header["key_version"]), lock,
                                   accept_rollback=True)
     except BaseException:
-        _release_lock(lock)
+        release_lock(lock)
         raise
 
 
@@ -241,7 +229,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def export_jsonl(vault: Vault, path: Path, *, include_blobs: bool = False) -> int:
+def export_jsonl(vault: Vault, path: str | Path, *, include_blobs: bool = False) -> int:
     """Write every record decrypted, one JSON object per line; returns the number of records.
 
     The first line describes the export; then ``{"table": ..., "row": {...}}`` lines.
@@ -253,23 +241,13 @@ def export_jsonl(vault: Vault, path: Path, *, include_blobs: bool = False) -> in
     if path.is_dir():
         raise VaultError(f"{path} is a folder; give a file name for the export")
     _check_folder(path, "export")
-    tmp = path.with_name(path.name + ".partial")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(json.dumps({"localpers_export": 1, "user": vault.user, "schema_version": int(vault.meta("schema_version") or 0),
-                                  "exported": int(time.time()), "plaintext": True}) + "\n")
-            for name in TABLES:
-                columns = None if include_blobs or name != "blobs" else ["info"]
-                for row in getattr(vault, name).rows(columns=columns):
-                    out.write(json.dumps({"table": name, "row": _jsonable(row)}, ensure_ascii=False) + "\n")
-                    count += 1
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with replace_whole(path, text=True) as out:
+        out.write(json.dumps({"localpers_export": 1, "user": vault.user, "schema_version": int(vault.meta("schema_version") or 0),
+                              "exported": int(time.time()), "plaintext": True}) + "\n")
+        for name in TABLES:
+            columns = None if include_blobs or name != "blobs" else ["info"]
+            for row in getattr(vault, name).rows(columns=columns):
+                out.write(json.dumps({"table": name, "row": _jsonable(row)}, ensure_ascii=False) + "\n")
+                count += 1
     return count

@@ -3,7 +3,7 @@
 The pipeline (:func:`train_adapter`) in five steps:
 
 1. **Texts**: the user's writing in the vault (emails, notes, ...), oldest first.
-2. **Playback** (:mod:`localpers.playback`): one instruction per text, cached.
+2. **Playback** (:mod:`localpers.writing.playback`): one instruction per text, cached.
 3. **Examples**: prompt = the recipe's layout (style line, with probability
    ``rag_probability`` up to ``rag_examples`` of the user's *other* texts retrieved by
    meaning, the instruction), response = the text + end-of-text. Only the response
@@ -12,7 +12,7 @@ The pipeline (:func:`train_adapter`) in five steps:
    by transformers. A plain loop you can read top to bottom: AdamW, warmup then cosine,
    gradient clipping, held-out loss every ``eval_every`` steps with early stopping (the
    best weights win), a checkpoint every ``checkpoint_every`` steps.
-5. **Install** (:mod:`localpers.adapter`): export to a GGUF LoRA, check llama.cpp and peft
+5. **Install** (:mod:`localpers.writing.adapter`): export to a GGUF LoRA, check llama.cpp and peft
    agree on next-token logits, store it encrypted.
 
 What keeps it fast on a laptop CPU: the output layer (262k words for Gemma) runs only on
@@ -33,7 +33,7 @@ the same way, with advice, before a laptop starts swapping.
 
 Example::
 
-    >>> from localpers.train import TrainConfig, train_adapter
+    >>> from localpers.writing.train import TrainConfig, train_adapter
     >>> result = train_adapter(vault, TrainConfig(max_steps=40), progress=print)   # doctest: +SKIP
     >>> result.heldout_loss < result.base_heldout_loss                            # doctest: +SKIP
     True
@@ -54,20 +54,28 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import models
-from . import threads as threads_mod
-from .adapters import Recipe, load_recipe
-from .errors import LocalpersError
-from .paths import models_dir
-from .playback import PlaybackConfig, playback
+import psutil
 
-CHECKPOINT_BLOB = "checkpoint/adapter"
+from .. import models
+from .. import threads as threads_mod
+from ..adapters import Recipe, load_recipe
+from ..errors import LocalpersError
+from ..history import History
+from ..llm import Engine
+from ..paths import models_dir
+from ..text import clock_duration as format_seconds
+from .adapter import AdapterInfo, export_gguf, install_verified
+from .context import CHECKPOINT_BLOB, WRITTEN_KINDS, adapter_readiness, retrieve, style_summary
+from .playback import PlaybackConfig, cached_instruction, playback
+
+if TYPE_CHECKING:
+    from ..vault import Vault
+
 SPEED_KEY = "train-speed"  # vault.cache row with the last measured tokens/s (for estimates)
 DEFAULT_TOKENS_PER_S = 150.0
 PLAYBACK_SECONDS_PER_TEXT = 1.5
-WRITTEN_KINDS = ("email", "note", "message", "post", "text", "document")
 
 
 # ---------------------------------------------------------------------- settings and results
@@ -162,7 +170,7 @@ class TrainResult:
     tokenizer: Any = None
     samples: list = field(default_factory=list)  # the training Samples (in memory only)
     style: str = ""  # the style summary the prompts carried
-    adapter: Any = None  # localpers.adapter.AdapterInfo once installed
+    adapter: Any = None  # localpers.writing.adapter.AdapterInfo once installed
 
     def summary(self) -> str:
         parts = [f"{self.steps}/{self.total_steps} steps on {self.n_train} texts ({self.n_heldout} held out)",
@@ -186,13 +194,6 @@ class Sample:
     examples: list[str] = field(default_factory=list)
 
 
-def format_seconds(s: float | None) -> str:
-    if s is None:
-        return "?"
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
-
-
 # ---------------------------------------------------------------------- the base model
 
 
@@ -204,6 +205,7 @@ def load_base(model: str | Path = "gemma3-270m", *, threads: int | None = None) 
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # deferred: torch and transformers take seconds to import; too few texts are refused first
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -224,6 +226,7 @@ def load_base(model: str | Path = "gemma3-270m", *, threads: int | None = None) 
 
 
 def _convert(path: Path, folder: Path) -> None:
+    # deferred: torch and transformers take seconds to import; only the one-time conversion needs them
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -254,6 +257,7 @@ def _convert(path: Path, folder: Path) -> None:
 
 def attach_lora(base: Any, recipe: Recipe) -> Any:
     """Wrap ``base`` with fresh LoRA layers as the recipe says (peft); returns the peft model."""
+    # deferred: peft imports torch and transformers (seconds)
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha, lora_dropout=recipe.dropout,
@@ -264,7 +268,7 @@ def attach_lora(base: Any, recipe: Recipe) -> Any:
 # ---------------------------------------------------------------------- data
 
 
-def collect_texts(vault: Any, kinds: Sequence[str] = WRITTEN_KINDS, max_chars: int = 2000) -> list[dict]:
+def collect_texts(vault: Vault, kinds: Sequence[str] = WRITTEN_KINDS, max_chars: int = 2000) -> list[dict]:
     """The user's own texts in the vault, oldest first: ``{"id", "content", "metadata"}``.
 
     Very short texts (under 3 words) teach nothing and are left out; long ones are cut.
@@ -280,7 +284,7 @@ def collect_texts(vault: Any, kinds: Sequence[str] = WRITTEN_KINDS, max_chars: i
     return out
 
 
-def split_heldout(vault: Any, texts: list[dict], recipe: Recipe) -> tuple[list[dict], list[dict]]:
+def split_heldout(vault: Vault, texts: list[dict], recipe: Recipe) -> tuple[list[dict], list[dict]]:
     """A stable held-out split: the same texts stay held out across runs (keyed hash order)."""
     n_held = max(recipe.min_heldout, int(round(len(texts) * recipe.heldout_fraction)))
     n_held = min(n_held, max(0, len(texts) - 2))
@@ -291,8 +295,6 @@ def split_heldout(vault: Any, texts: list[dict], recipe: Recipe) -> tuple[list[d
 
 def make_samples(texts: list[dict], instructions: list[Any], history: Any, recipe: Recipe) -> list[Sample]:
     """Pair texts with instructions and retrieve each one's examples (never the text itself)."""
-    from .write import retrieve
-
     samples = []
     for t, ins in zip(texts, instructions):
         examples = []
@@ -331,6 +333,7 @@ def response_loss(model: Any, input_ids: Any, labels: Any) -> tuple[Any, int]:
     The output layer runs on response positions only: for Gemma's 262k-word vocabulary
     that is most of the work a plain ``model(input_ids, labels=labels)`` spends on the prompt.
     """
+    # deferred: torch takes seconds to import; only training needs it
     import torch.nn.functional as F
 
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -348,6 +351,7 @@ def training_dtype(precision: str = "auto") -> Any:
     """The dtype the frozen base weights train in: bfloat16 when asked for (or "auto" and the
     CPU computes bf16 natively: AVX512-BF16 or AMX), else float32. LoRA weights, gradients and
     optimizer state are float32 either way, and export and verification always use float32."""
+    # deferred: torch takes seconds to import; only training needs it
     import torch
 
     if precision == "fp32":
@@ -369,6 +373,7 @@ def training_model(recipe: Recipe, model: str | Path = "gemma3-270m", *, threads
 
     ``dtype`` (default: :func:`training_dtype` of the recipe) is the base weights' dtype.
     """
+    # deferred: torch takes seconds to import; only training needs it
     import torch
 
     dtype = dtype or training_dtype(recipe.precision)
@@ -381,6 +386,7 @@ def training_model(recipe: Recipe, model: str | Path = "gemma3-270m", *, threads
         if p.requires_grad:
             p.data = p.data.float()  # LoRA weights (and so their gradients and Adam moments) stay float32
     if lora_state is not None:
+        # deferred: peft imports torch and transformers (seconds)
         from peft import set_peft_model_state_dict
 
         set_peft_model_state_dict(peft_model, lora_state)
@@ -389,6 +395,7 @@ def training_model(recipe: Recipe, model: str | Path = "gemma3-270m", *, threads
 
 def heldout_loss(model: Any, encoded: list[tuple[list[int], list[int]]]) -> float | None:
     """Mean per-token loss over held-out examples (dropout off, no gradients)."""
+    # deferred: torch takes seconds to import; only training needs it
     import torch
 
     if not encoded:
@@ -441,12 +448,10 @@ def total_steps_for(n_train: int, recipe: Recipe) -> int:
 
 
 def _rss_mb() -> float:
-    import psutil
-
     return psutil.Process().memory_info().rss / 2**20
 
 
-def _fingerprint(vault: Any, recipe: Recipe, samples: list[Sample], style: str) -> str:
+def _fingerprint(vault: Vault, recipe: Recipe, samples: list[Sample], style: str) -> str:
     """What a checkpoint belongs to: the data and every setting that changes training."""
     settings = dataclasses.asdict(recipe)
     for ignored in ("eval_every", "checkpoint_every", "patience", "memory_limit_mb", "min_texts"):
@@ -456,12 +461,14 @@ def _fingerprint(vault: Any, recipe: Recipe, samples: list[Sample], style: str) 
 
 
 def _lora_state(model: Any) -> dict:
+    # deferred: peft imports torch and transformers (seconds)
     from peft import get_peft_model_state_dict
 
     return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
 
 
-def _save_checkpoint(vault: Any, fingerprint: str, state: dict) -> None:
+def _save_checkpoint(vault: Vault, fingerprint: str, state: dict) -> None:
+    # deferred: torch takes seconds to import; only training needs it
     import torch
 
     buffer = io.BytesIO()
@@ -470,7 +477,8 @@ def _save_checkpoint(vault: Any, fingerprint: str, state: dict) -> None:
                                                         "total_steps": state["total_steps"]})
 
 
-def _load_checkpoint(vault: Any, fingerprint: str) -> dict | None:
+def _load_checkpoint(vault: Vault, fingerprint: str) -> dict | None:
+    # deferred: torch takes seconds to import; only training needs it
     import torch
 
     info = vault.blob_info(CHECKPOINT_BLOB)
@@ -480,25 +488,23 @@ def _load_checkpoint(vault: Any, fingerprint: str) -> dict | None:
     return torch.load(io.BytesIO(data), weights_only=False)
 
 
-def checkpoint_step(vault: Any) -> int | None:
+def checkpoint_step(vault: Vault) -> int | None:
     """The step of the saved checkpoint, if any (what the next run resumes from)."""
     info = vault.blob_info(CHECKPOINT_BLOB)
     return None if not info else int(info.get("step", 0))
 
 
-def discard_checkpoint(vault: Any) -> None:
+def discard_checkpoint(vault: Vault) -> None:
     vault.blobs.delete(CHECKPOINT_BLOB)
 
 
 # ---------------------------------------------------------------------- the pipeline
 
 
-def prepare(vault: Any, config: TrainConfig, *, progress: ProgressFn | None = None,
+def prepare(vault: Vault, config: TrainConfig, *, progress: ProgressFn | None = None,
             cancel: threading.Event | None = None, engine: Any = None, history: Any = None
             ) -> tuple[Recipe, list[Sample], list[Sample], str, dict] | None:
     """Texts -> playback -> samples with retrieved examples. None when cancelled during playback."""
-    from .write import adapter_readiness, style_summary
-
     recipe = config.recipe()
     texts = collect_texts(vault, config.kinds, config.max_text_chars)
     have, needed = adapter_readiness(vault, min_texts=recipe.min_texts, n_texts=len(texts))
@@ -511,8 +517,6 @@ def prepare(vault: Any, config: TrainConfig, *, progress: ProgressFn | None = No
         return None
     sources = dict(Counter(i.source for i in instructions))
     if history is None:
-        from .history import History
-
         history = History(vault)
     train_texts, held_texts = split_heldout(vault, texts, recipe)
     by_id = {t["id"]: ins for t, ins in zip(texts, instructions)}
@@ -522,7 +526,7 @@ def prepare(vault: Any, config: TrainConfig, *, progress: ProgressFn | None = No
     return recipe, train, held, style, sources
 
 
-def train_adapter(vault: Any, config: TrainConfig | None = None, *, progress: ProgressFn | None = None,
+def train_adapter(vault: Vault, config: TrainConfig | None = None, *, progress: ProgressFn | None = None,
                   cancel: threading.Event | None = None, engine: Any = None, history: Any = None,
                   install: bool = True, writer: Any = None) -> TrainResult:
     """Train (or resume training) the user's adapter; by default export, verify and install it.
@@ -540,8 +544,86 @@ def train_adapter(vault: Any, config: TrainConfig | None = None, *, progress: Pr
     if prepared is None:
         return TrainResult(0, 0, 0, 0, 0, None, None, 0, time.monotonic() - started, 0.0, _rss_mb(), cancelled=True,
                            notes=["cancelled during playback; the instructions made so far are cached"])
+    run = start_run(vault, config, *prepared, tell=tell, cancel=cancel)
+    outcome = train_loop(run, tell=tell, cancel=cancel)
+    result = finish_run(run, outcome, config, started=started)
+    if outcome.cancelled or not install:
+        return result
+
+    result.adapter = install_trained(vault, result, engine=writer, progress=progress)
+    discard_checkpoint(vault)
+    tell(TrainProgress("done", result.steps, run.total, message=result.summary()))
+    return result
+
+
+@dataclass
+class TrainState:
+    """Where a training run stands; the checkpoint saves these fields (with the weights) to resume from."""
+
+    step: int = 0
+    total_steps: int = 0
+    best_loss: float | None = None
+    best_lora: dict | None = None  # the LoRA weights at the best held-out loss so far
+    base_loss: float | None = None
+    bad_evals: int = 0  # evaluations in a row without improvement (early stopping)
+    tokens: int = 0
+    seconds: float = 0.0
+    last_loss: float | None = None
+
+    def as_dict(self) -> dict:
+        """The fields by name, values not copied (``dataclasses.asdict`` would deep-copy the weights)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass
+class Run:
+    """One training session: the model, its optimizer and data, and the :class:`TrainState` they advance."""
+
+    vault: Vault
+    recipe: Recipe
+    model: Any
+    tokenizer: Any
+    optimizer: Any
+    params: list
+    dtype: Any
+    encoded: list  # per training sample: (tokens without examples, tokens with examples)
+    held_encoded: list
+    plan: list
+    total: int
+    fingerprint: str
+    state: TrainState
+    train: list[Sample]
+    held: list[Sample]
+    style: str
+    sources: dict
+    notes: list[str] = field(default_factory=list)
+    resumed_from: int = 0
+    threads: int | None = None  # the most torch threads (TrainConfig.threads; fewer while the machine is busy)
+
+    def checkpoint(self) -> None:
+        import torch  # deferred: seconds to import; only a training run needs it
+
+        _save_checkpoint(self.vault, self.fingerprint, {
+            **self.state.as_dict(), "lora": _lora_state(self.model), "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state()})
+
+
+@dataclass
+class Outcome:
+    """How the loop ended."""
+
+    cancelled: bool = False
+    stopped_early: bool = False
+    peak_rss_mb: float = 0.0
+    session_tokens: int = 0
+    session_start: float = 0.0  # time.monotonic() when the loop started
+
+
+def start_run(vault: Vault, config: TrainConfig, recipe: Recipe, train: list[Sample], held: list[Sample], style: str,
+              sources: dict, *, tell: ProgressFn, cancel: threading.Event | None = None) -> Run:
+    """Load the model, tokenize the samples, and resume from a matching checkpoint (or start at step 0)."""
     import torch  # deferred: seconds to import, and too few texts must be refused at once
-    recipe, train, held, style, sources = prepared
+    from peft import set_peft_model_state_dict  # deferred: imports torch and transformers
 
     tell(TrainProgress("loading", message=f"loading {config.model} for training"))
     dtype = training_dtype(recipe.precision)
@@ -557,119 +639,137 @@ def train_adapter(vault: Any, config: TrainConfig | None = None, *, progress: Pr
     optimizer = torch.optim.AdamW(params, lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
 
     fingerprint = _fingerprint(vault, recipe, train + held, style)
-    state = {"step": 0, "total_steps": total, "best_loss": None, "best_lora": None, "base_loss": None,
-             "bad_evals": 0, "tokens": 0, "seconds": 0.0, "last_loss": None}
+    state = TrainState(total_steps=total)
     notes: list[str] = []
     saved = _load_checkpoint(vault, fingerprint)
     if saved is not None:
-        from peft import set_peft_model_state_dict
-
         set_peft_model_state_dict(model, saved["lora"])
         optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["torch_rng"])
-        state.update({k: saved[k] for k in state if k in saved})
-        notes.append(f"resumed from the checkpoint at step {state['step']}")
+        state = TrainState(**{f.name: saved.get(f.name, getattr(state, f.name)) for f in dataclasses.fields(TrainState)})
+        notes.append(f"resumed from the checkpoint at step {state.step}")
     elif vault.blob_info(CHECKPOINT_BLOB):
         notes.append("the saved checkpoint belongs to other data or settings; starting over")
-    resumed_from = state["step"]
 
-    def checkpoint() -> None:
-        _save_checkpoint(vault, fingerprint, {**state, "lora": _lora_state(model), "optimizer": optimizer.state_dict(),
-                                              "torch_rng": torch.get_rng_state()})
-
-    if state["base_loss"] is None and not (cancel is not None and cancel.is_set()):
+    if state.base_loss is None and not (cancel is not None and cancel.is_set()):
         tell(TrainProgress("evaluating", 0, total, message="held-out loss of the base model"))
-        state["base_loss"] = heldout_loss(model, held_encoded)  # LoRA B starts at zero: this is the base model
+        state.base_loss = heldout_loss(model, held_encoded)  # LoRA B starts at zero: this is the base model
+    return Run(vault, recipe, model, tokenizer, optimizer, params, dtype, encoded, held_encoded, plan, total,
+               fingerprint, state, train, held, style, sources, notes, resumed_from=state.step, threads=config.threads)
 
-    peak = _rss_mb()
-    session_tokens, session_start = 0, time.monotonic()
-    cancelled = stopped_early = False
-    while state["step"] < total:
+
+def train_loop(run: Run, *, tell: ProgressFn, cancel: threading.Event | None = None) -> Outcome:
+    """Step until done, cancelled, stopped early (held-out loss stopped improving) or over the memory limit."""
+    import torch  # deferred: seconds to import; only a training run needs it
+
+    recipe, state, total, model, optimizer = run.recipe, run.state, run.total, run.model, run.optimizer
+    out = Outcome(peak_rss_mb=_rss_mb(), session_start=time.monotonic())
+    while state.step < total:
         if cancel is not None and cancel.is_set():
-            cancelled = True
+            out.cancelled = True
             break
-        threads_mod.set_torch_threads(config.threads)  # fewer while another program keeps a core busy
-        step = state["step"]
+        threads_mod.set_torch_threads(run.threads)  # fewer while another program keeps a core busy
+        step = state.step
         for group in optimizer.param_groups:
             group["lr"] = schedule(step, total, recipe)
-        batch = [encoded[i][1 if rag else 0] for i, rag in plan[step]]
+        batch = [run.encoded[i][1 if rag else 0] for i, rag in run.plan[step]]
         n_response = sum(sum(1 for x in labels[1:] if x != -100) for _, labels in batch)
         loss_sum = 0.0
         for ids, labels in batch:
             loss, _ = response_loss(model, torch.tensor([ids]), torch.tensor([labels]))
             (loss / max(n_response, 1)).backward()
             loss_sum += float(loss.detach())
-            session_tokens += len(ids)
-            state["tokens"] += len(ids)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+            out.session_tokens += len(ids)
+            state.tokens += len(ids)
+        torch.nn.utils.clip_grad_norm_(run.params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        state["step"] = step + 1
-        state["last_loss"] = loss_sum / max(n_response, 1)
-        elapsed = time.monotonic() - session_start
-        rate = session_tokens / elapsed if elapsed > 0 else 0.0
-        eta = elapsed / (state["step"] - resumed_from) * (total - state["step"])
-        peak = max(peak, _rss_mb())
-        tell(TrainProgress("training", state["step"], total, state["last_loss"], state["best_loss"], rate, eta))
+        state.step = step + 1
+        state.last_loss = loss_sum / max(n_response, 1)
+        elapsed = time.monotonic() - out.session_start
+        rate = out.session_tokens / elapsed if elapsed > 0 else 0.0
+        eta = elapsed / (state.step - run.resumed_from) * (total - state.step)
+        out.peak_rss_mb = max(out.peak_rss_mb, _rss_mb())
+        tell(TrainProgress("training", state.step, total, state.last_loss, state.best_loss, rate, eta))
 
-        if held_encoded and (state["step"] % recipe.eval_every == 0 or state["step"] == total):
-            loss = heldout_loss(model, held_encoded)
-            if state["best_loss"] is None or loss < state["best_loss"] - 1e-4:
-                state["best_loss"], state["best_lora"], state["bad_evals"] = loss, _lora_state(model), 0
+        if run.held_encoded and (state.step % recipe.eval_every == 0 or state.step == total):
+            loss = heldout_loss(model, run.held_encoded)
+            if state.best_loss is None or loss < state.best_loss - 1e-4:
+                state.best_loss, state.best_lora, state.bad_evals = loss, _lora_state(model), 0
             else:
-                state["bad_evals"] += 1
-            tell(TrainProgress("evaluating", state["step"], total, state["last_loss"], loss, rate, eta,
-                               message=f"held-out loss {loss:.3f} (best {state['best_loss']:.3f})"))
-            if state["bad_evals"] >= recipe.patience:
-                stopped_early = True
+                state.bad_evals += 1
+            tell(TrainProgress("evaluating", state.step, total, state.last_loss, loss, rate, eta,
+                               message=f"held-out loss {loss:.3f} (best {state.best_loss:.3f})"))
+            if state.bad_evals >= recipe.patience:
+                out.stopped_early = True
                 break
-        if state["step"] % recipe.checkpoint_every == 0 and state["step"] < total:
-            checkpoint()
-        if peak > recipe.memory_limit_mb:
-            checkpoint()
+        if state.step % recipe.checkpoint_every == 0 and state.step < total:
+            run.checkpoint()
+        if out.peak_rss_mb > recipe.memory_limit_mb:
+            run.checkpoint()
             raise LocalpersError(
-                f"training uses {peak:.0f} MB of memory, above the limit of {recipe.memory_limit_mb} MB; a checkpoint "
-                "was saved. Lower max_length (e.g. --max-length 256) or raise memory_limit_mb, then run again.")
-    state["seconds"] += time.monotonic() - session_start
-    if cancelled:
-        checkpoint()
-    final_lora = state["best_lora"] if state["best_lora"] is not None and not cancelled else None
-    if dtype != torch.float32:
+                f"training uses {out.peak_rss_mb:.0f} MB of memory, above the limit of {recipe.memory_limit_mb} MB; a "
+                "checkpoint was saved. Lower max_length (e.g. --max-length 256) or raise memory_limit_mb, then run again.")
+    state.seconds += time.monotonic() - out.session_start
+    if out.cancelled:
+        run.checkpoint()
+    return out
+
+
+def finish_run(run: Run, out: Outcome, config: TrainConfig, *, started: float) -> TrainResult:
+    """Put the best held-out weights in the model (in float32, as llama.cpp serves it) and report the run."""
+    import torch  # deferred: seconds to import; only a training run needs it
+    from peft import set_peft_model_state_dict  # deferred: imports torch and transformers
+
+    state, recipe = run.state, run.recipe
+    final_lora = state.best_lora if state.best_lora is not None and not out.cancelled else None
+    model, tokenizer = run.model, run.tokenizer
+    if run.dtype != torch.float32:
         # Export and verification need the exact float32 base llama.cpp serves: rebuild on it.
         final_lora = final_lora or _lora_state(model)
-        del model, optimizer, params
+        run.model = run.optimizer = model = None
+        run.params = []
         gc.collect()
         model, tokenizer = training_model(recipe, config.model, threads=config.threads, lora_state=final_lora,
                                           dtype=torch.float32)
     elif final_lora is not None:
-        from peft import set_peft_model_state_dict
-
         set_peft_model_state_dict(model, final_lora)  # the best held-out weights win
     model.eval()
-    elapsed = time.monotonic() - session_start
+    elapsed = time.monotonic() - out.session_start
     result = TrainResult(
-        steps=state["step"], total_steps=total, n_texts=len(train) + len(held), n_train=len(train),
-        n_heldout=len(held), base_heldout_loss=state["base_loss"],
-        heldout_loss=state["best_loss"] if state["best_loss"] is not None else state["base_loss"],
-        train_tokens=state["tokens"], seconds=time.monotonic() - started,
-        tokens_per_s=session_tokens / elapsed if elapsed > 0 and session_tokens else 0.0, peak_rss_mb=peak,
-        resumed_from=resumed_from, cancelled=cancelled, stopped_early=stopped_early, playback_sources=sources,
-        notes=notes, recipe=recipe, model=model, tokenizer=tokenizer, samples=train, style=style)
-    if session_tokens and elapsed > 0:
-        vault.cache.insert({"key": SPEED_KEY, "kind": "stat", "value": {"tokens_per_s": result.tokens_per_s}},
-                           replace=True)
-    if cancelled or not install:
-        return result
-
-    from . import adapter as adapter_mod
-
-    result.adapter = adapter_mod.install_trained(vault, result, engine=writer, progress=progress)
-    discard_checkpoint(vault)
-    tell(TrainProgress("done", result.steps, total, message=result.summary()))
+        steps=state.step, total_steps=run.total, n_texts=len(run.train) + len(run.held), n_train=len(run.train),
+        n_heldout=len(run.held), base_heldout_loss=state.base_loss,
+        heldout_loss=state.best_loss if state.best_loss is not None else state.base_loss,
+        train_tokens=state.tokens, seconds=time.monotonic() - started,
+        tokens_per_s=out.session_tokens / elapsed if elapsed > 0 and out.session_tokens else 0.0,
+        peak_rss_mb=out.peak_rss_mb, resumed_from=run.resumed_from, cancelled=out.cancelled,
+        stopped_early=out.stopped_early, playback_sources=run.sources, notes=run.notes, recipe=recipe, model=model,
+        tokenizer=tokenizer, samples=run.train, style=run.style)
+    if out.session_tokens and elapsed > 0:
+        run.vault.cache.insert({"key": SPEED_KEY, "kind": "stat", "value": {"tokens_per_s": result.tokens_per_s}},
+                               replace=True)
     return result
 
 
-def estimate_training(vault: Any, config: TrainConfig | None = None) -> float:
+def install_trained(vault: Vault, result: TrainResult, *, engine: Any = None,
+                    progress: Callable[[Any], None] | None = None) -> AdapterInfo:
+    """Export a :class:`TrainResult`'s model, verify it, and install it (see :func:`install_verified`)."""
+    tell = progress or (lambda p: None)
+    recipe = result.recipe or load_recipe("gemma3-270m")
+    engine = engine or Engine.shared(recipe.name)
+    tell(TrainProgress("exporting", result.steps, result.total_steps, message="writing the GGUF adapter"))
+    data = export_gguf(result.model, recipe, base_model_id=models.model_id(engine.model_path))
+    tell(TrainProgress("verifying", result.steps, result.total_steps,
+                       message="checking llama.cpp and peft agree on the adapter"))
+    scores = {"base_heldout_loss": result.base_heldout_loss, "heldout_loss": result.heldout_loss,
+              "steps": result.steps, "train_tokens": result.train_tokens}
+    return install_verified(vault, data, result.model, result.tokenizer, engine, recipe=recipe,
+                            n_texts=result.n_texts, scores=scores,
+                            extra={"n_train": result.n_train, "n_heldout": result.n_heldout,
+                                   "playback": result.playback_sources})
+
+
+def estimate_training(vault: Vault, config: TrainConfig | None = None) -> float:
     """Seconds a full :func:`train_adapter` run would take here (playback, training, export).
 
     Uses the throughput measured by the last run on this vault (default: 150 tokens/s),
@@ -680,8 +780,6 @@ def estimate_training(vault: Any, config: TrainConfig | None = None) -> float:
         >>> estimate_training(vault)    # doctest: +SKIP
         412.0
     """
-    from .playback import cached_instruction
-
     config = config or TrainConfig()
     recipe = config.recipe()
     texts = collect_texts(vault, config.kinds, config.max_text_chars)

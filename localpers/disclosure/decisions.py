@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LocalpersError
+from ..vault import WRITTEN_KINDS
 from .ledger import record as record_disclosure
 from .prior import Feature, Prior, independent_prior
 from .select import Disclosure, DisclosureConfig, LinearDecision, minimal_disclosure
@@ -223,8 +224,8 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-# Kinds of vault items the user wrote themselves (as in localpers.write).
-_OWN_TEXT_KINDS = ("email", "note", "message", "post", "text", "document")
+# Kinds of vault items the user wrote themselves (as in localpers.writing.writer).
+_OWN_TEXT_KINDS = WRITTEN_KINDS
 
 
 def profile_facts(vault: "Vault", *, derive: bool = True) -> dict[str, Any]:

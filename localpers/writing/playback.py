@@ -16,7 +16,7 @@ the text, so playback runs once per text.
 Example::
 
     >>> from localpers.llm import Engine
-    >>> from localpers.playback import make_instruction
+    >>> from localpers.writing.playback import make_instruction
     >>> engine = Engine.shared("smollm2-135m-instruct")                          # doctest: +SKIP
     >>> make_instruction("Dear Tom,\\nCould you reopen Peter's account?\\nDavid", engine)  # doctest: +SKIP
     Instruction(text="Write an email to Tom asking him to reopen Peter's account.", source='model', attempts=1)
@@ -30,9 +30,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import LocalpersError
+from ..errors import LocalpersError
+from ..llm import Engine
+from ..paths import Config
+
+if TYPE_CHECKING:
+    from ..vault import Vault
 
 PLAYBACK_VERSION = "1"  # part of the cache key: bump when the prompt or the checks change
 
@@ -295,11 +300,11 @@ def _finish(s: str) -> str:
 # ---------------------------------------------------------------------- many texts, cached
 
 
-def cache_key(vault: Any, text: str) -> str:
+def cache_key(vault: Vault, text: str) -> str:
     return "instruction:" + vault.keyed_hash(PLAYBACK_VERSION + "\0" + text, "playback")
 
 
-def cached_instruction(vault: Any, text: str) -> Instruction | None:
+def cached_instruction(vault: Vault, text: str) -> Instruction | None:
     row = vault.cache.get(cache_key(vault, text))
     if row is None or not isinstance(row["value"], dict):
         return None
@@ -307,7 +312,7 @@ def cached_instruction(vault: Any, text: str) -> Instruction | None:
     return Instruction(v["text"], v.get("source", "model"), v.get("attempts", 0))
 
 
-def playback(vault: Any, items: Iterable[Any], engine: Any = None, *, config: PlaybackConfig = PlaybackConfig(),
+def playback(vault: Vault, items: Iterable[Any], engine: Any = None, *, config: PlaybackConfig = PlaybackConfig(),
              progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> list[Instruction | None]:
     """Instructions for many texts, in order, using and filling the vault's cache.
 
@@ -334,9 +339,6 @@ def playback(vault: Any, items: Iterable[Any], engine: Any = None, *, config: Pl
             out[i] = found
         else:
             if engine is None:
-                from .llm import Engine
-                from .paths import Config
-
                 engine = Engine.shared(config.model or Config.load().playback_model)
             out[i] = make_instruction(text, engine, subject=subject, config=config, seed=i * 7)
             made += 1

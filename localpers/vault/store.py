@@ -1,7 +1,7 @@
 """The encrypted vault: one SQLite file per user where everything personal is sealed.
 
 A :class:`Vault` is a ``sqlite-utils`` database whose personal columns hold
-AES-256-GCM ciphertexts (see :mod:`localpers.crypto`). Each table is described by
+AES-256-GCM ciphertexts (see :mod:`localpers.vault.crypto`). Each table is described by
 a :class:`Table`: its clear columns (ids, coarse times, kinds: what SQLite needs to
 index and what reveals nothing of the content) and its secret columns (everything
 else). Secret values may be any JSON value or raw ``bytes``.
@@ -32,7 +32,7 @@ never stored anywhere.
 Each field is sealed with a fresh random nonce and with associated data
 ``table|column|row key|user|key version``: a ciphertext copied to another row,
 column, table or user's vault fails to decrypt (:class:`~localpers.errors.TamperedData`).
-Plaintexts are padded (:func:`localpers.crypto.pad`): a ciphertext's size tells only
+Plaintexts are padded (:func:`localpers.vault.crypto.pad`): a ciphertext's size tells only
 the rough size of what it hides (at least 64 bytes, then buckets at most 12% apart).
 
 What stays in the clear, and why
@@ -145,36 +145,35 @@ import hmac
 import json
 import os
 import re
-import shutil
 import sqlite3
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
-from cryptography.exceptions import InvalidTag
 
 from . import crypto
-from .errors import LocalpersError, TamperedData, VaultError, VaultLocked, WrongPassphrase
-from .paths import private_dir, users_dir
+from ..errors import TamperedData, VaultError, VaultLocked
+from .files import (acquire_lock, flock_folder, fsync_dir, lock_holder, make_exclusive, name_holder,
+                    open_folder, plaintext_file, release_lock, remove_db_files, share_lock, shred_folder, unflock_folder)
+from .keys import (KEYRING_SERVICE, kdf_params, keyring_aad, keyring_forget, keyring_module, keyring_unwrap, meta_hex,
+                   meta_int, unwrap, wrap_aad)
+from .sealed import MAC, REAL, TABLES, SealedTable, coarse_time, decode_value, xor_macs
+from ..paths import private_dir, users_dir
 
 SCHEMA_VERSION = 2
-DAY = 86400
 DEMO_USER = "demo"
 DEMO_PASSPHRASE = "demo"  # the demo vault is still encrypted; its passphrase is public on purpose
-KEYRING_SERVICE = "localpers"
 VAULT_FILE = "vault.db"
-LOCK_FILE = "vault.lock"
 _USER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
 _REQUIRED_META = ("user", "schema_version", "key_version", "kdf", "wrapped_key")
 WRITE_WAIT = 60.0  # seconds a write waits for another process's write before giving up
-# How other processes name this one while it writes ("waiting for the vault, held by the app, pid 42").
+# How other processes name this one while it writes ("waiting for the vault, held by the app, pid 42"):
+# the default of every vault's ``program``.
 PROCESS_NAME = "localpers"
 
 
@@ -184,439 +183,6 @@ def _print_notice(message: str) -> None:
 
 # Told once when a write has to wait for another process (the CLI prints it on stderr).
 wait_notice: Callable[[str], None] = _print_notice
-
-
-def coarse_time(t: float | None = None) -> int:
-    """A timestamp rounded down to the day: enough for recency, little for profiling.
-
-    Example::
-
-        >>> coarse_time(1_700_000_123.4)
-        1699920000
-    """
-    t = time.time() if t is None else t
-    return int(t // DAY * DAY)
-
-
-# Fixed vocabularies of the clear text columns. A value outside its column's list is
-# stored as "other" in the clear and its real value sealed in the row's ``_real``
-# column (and given back on read), so no free text a user or a file chose ever lands
-# unsealed. Filtering on an unlisted value (``kind = 'journal'``) matches nothing:
-# filter on "other" and check the decrypted value instead.
-OTHER = "other"
-ITEM_KINDS = frozenset({"email", "note", "message", "post", "text", "document", "draft", "chat", "article",
-                        "review", "letter", "journal", "comment", "rating", OTHER})
-SOURCE_TYPES = frozenset({"mbox", "maildir", "eml", "notes", "jsonl", "csv", "demo", "draft", "text", "api", OTHER})
-SIGNALS = frozenset({"like", "dislike", "not_interested", "rating", "read", "click", "interaction", OTHER})
-DRAFT_MODES = frozenset({"compose", "reply", "rewrite", "continue", OTHER})
-CACHE_KINDS = frozenset({"embedding", "instruction", "interest-vector", "stat", OTHER})
-
-# Two hidden columns in every table: ``_real`` (sealed: the real values of clear
-# columns mapped to "other") and ``_mac`` (a keyed MAC over the row: key, clear values
-# and the nonce of every sealed field, so no clear value can change and no sealed
-# field can be swapped for an older one unnoticed).
-REAL = "_real"
-MAC = "_mac"
-MAC_BYTES = 16
-
-
-@dataclass(frozen=True)
-class Table:
-    """How one vault table splits into clear and sealed columns."""
-
-    name: str
-    pk: str
-    clear: dict[str, type]  # column -> python type, besides the primary key
-    secret: tuple[str, ...]
-    pk_type: type = str
-    vocab: dict[str, frozenset[str]] = field(default_factory=dict)  # clear text column -> allowed words
-
-
-TABLES: dict[str, Table] = {
-    t.name: t
-    for t in [
-        # Things the user wrote or read: emails, notes, documents, drafts they kept.
-        Table("items", "id", {"source_type": str, "kind": str, "created": int}, ("content", "metadata", "source"),
-              vocab={"source_type": SOURCE_TYPES, "kind": ITEM_KINDS}),
-        # Deduplication: a keyed hash of content, so equal texts are found without revealing them.
-        Table("fingerprints", "digest", {"item_id": str}, ()),
-        # What the user did: read, like, dislike, rating, click, not-interested.
-        Table("interactions", "id", {"signal": str, "time": int}, ("item", "value", "metadata"), int,
-              vocab={"signal": SIGNALS}),
-        # Profile facts about the user (age, occupation, stated interests, style summary).
-        Table("features", "id", {"updated": int}, ("name", "value")),
-        # Generated drafts and the user's final edit (future training data).
-        Table("drafts", "id", {"mode": str, "created": int}, ("instruction", "context", "draft", "final", "examples"),
-              vocab={"mode": DRAFT_MODES}),
-        # Every disclosure of profile features: what was revealed, to whom, why.
-        Table("ledger", "id", {"time": int}, ("purpose", "recipient", "revealed", "withheld", "decision", "steps"), int),
-        # Encrypted files other parts need: the vector index, LoRA adapters, checkpoints.
-        Table("blobs", "name", {"updated": int}, ("data", "info")),
-        # Derived values worth keeping (playback instructions, embeddings), keyed by a keyed hash.
-        Table("cache", "key", {"kind": str}, ("value",), vocab={"kind": CACHE_KINDS}),
-        # Import progress, so an interrupted import resumes where it stopped.
-        Table("imports", "id", {"updated": int}, ("source", "state")),
-    ]
-}
-
-
-def clear_word(table: str, column: str, value: Any) -> Any:
-    """What is stored in the clear for ``value`` in a vocabulary column: itself, or "other".
-
-    Example::
-
-        >>> clear_word("items", "kind", "email"), clear_word("items", "kind", "my secret diary")
-        ('email', 'other')
-    """
-    vocab = TABLES[table].vocab.get(column)
-    if vocab is None or value is None or value in vocab:
-        return value
-    return OTHER
-
-
-_json_decode = json.JSONDecoder().decode
-
-
-def _encode(value: Any) -> bytes:
-    # One type byte: text (the common case) and bytes (embeddings, files) are stored
-    # as they are, everything else as JSON. Then padding, so that the ciphertext's
-    # length hides the exact length of the value.
-    if isinstance(value, str):
-        return crypto.pad(b"S" + value.encode("utf-8"))
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return crypto.pad(b"B" + bytes(value))
-    return crypto.pad(b"J" + json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
-
-
-def _decode(raw: bytes) -> Any:
-    end = raw.rfind(0x80)  # crypto.unpad without its check of the zeros (authenticated anyway)
-    if end < 1:
-        raise TamperedData("bad padding in a decrypted field: the vault is corrupted")
-    kind = raw[0]
-    if kind == 0x53:  # "S"
-        return raw[1:end].decode("utf-8")
-    if kind == 0x42:  # "B"
-        return raw[1:end]
-    return _json_decode(raw[1:end].decode("utf-8"))
-
-
-# Clear columns that hold a time: always stored rounded down to the day (the policy
-# above), whatever the caller passes; exact times belong in a sealed column.
-COARSE_TIME_COLUMNS = frozenset({"created", "time", "updated"})
-
-
-def _opens(aead: Any, box: bytes | None, aad: bytes) -> bool:
-    """Whether ``box`` decrypts (only used to name the culprit in an error message)."""
-    if box is None:
-        return True
-    try:
-        aead.decrypt(box[:crypto.NONCE_BYTES], box[crypto.NONCE_BYTES:], aad)
-    except (InvalidTag, ValueError, TypeError):
-        return False
-    return True
-
-
-def _clear_typed(typ: type, column: str, value: Any) -> Any:
-    # Stored as the declared type, so the row MAC computed now matches what SQLite gives back.
-    if value is None:
-        return None
-    if typ is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise VaultError(f"column {column} takes a whole number, not {value!r}")
-        return coarse_time(value) if column in COARSE_TIME_COLUMNS else int(value)
-    return str(value)
-
-
-def _xor(macs: Iterable[bytes | None]) -> int:
-    out = 0
-    for m in macs:
-        out ^= int.from_bytes(m, "big") if m else 0
-    return out
-
-
-_NO_NONCE = bytes(crypto.NONCE_BYTES)
-
-
-def _quote(value: Any) -> str:
-    """A clear value as SQLite's ``quote()`` writes it (the row MAC's message is built by SQLite on reads)."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, int):
-        return str(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-class SealedTable:
-    """Insert, read, update and delete rows of one table, sealing secret columns on the way.
-
-    Rows go in and come out as plain dicts; only ciphertext ever reaches SQLite.
-    Every row carries a MAC checked on every read, and every write updates the
-    table's sealed row count and MAC sum (see "Integrity" in the module docstring).
-
-    Example::
-
-        >>> n = vault.interactions.insert({"signal": "rating", "time": coarse_time(),   # doctest: +SKIP
-        ...                                "item": "movie:50", "value": 5})
-        >>> [r["value"] for r in vault.interactions.rows("signal = ?", ["rating"])]      # doctest: +SKIP
-        [5]
-    """
-
-    def __init__(self, vault: "Vault", spec: Table) -> None:
-        self.vault = vault
-        self.spec = spec
-        self._columns = (spec.pk, *spec.clear, *spec.secret)
-        self._clear_names = (spec.pk, *spec.clear)
-        self._sealed = (*spec.secret, REAL)  # every sealed column, the hidden one last
-        # The associated data is ``table|column|key|user|key version`` (see Vault.seal);
-        # its fixed parts are built once here because they are needed for every field.
-        self._aad_prefix = {c: f"{spec.name}|{c}|".encode() for c in self._sealed}
-        self._aad_suffix = f"|{vault.user}|{vault.key_version}".encode()
-        # One MAC key per table (so a row cannot move between tables); the message is
-        # the row's clear values and nonces, spelled the same here and in _message_sql.
-        self._mac_key = hashlib.blake2b(f"{spec.name}|{vault.user}|{vault.key_version}".encode(),
-                                        key=vault._mac_key).digest()
-        parts = [f"quote([{c}])" for c in self._clear_names]
-        parts += [f"coalesce(substr([{c}], 1, {crypto.NONCE_BYTES}), zeroblob({crypto.NONCE_BYTES}))"
-                  for c in self._sealed]
-        self._message_sql = "cast(" + " || ',' || ".join(parts) + " as blob)"
-
-    def __repr__(self) -> str:
-        return f"<SealedTable {self.spec.name} of {self.vault.user!r}>"
-
-    @property
-    def table(self) -> sqlite_utils.db.Table:
-        """The underlying sqlite-utils table (its secret columns hold ciphertext)."""
-        return self.vault.db[self.spec.name]
-
-    # ------------------------------------------------------------------ sealing rows
-
-    def _check_columns(self, names: Iterable[str]) -> None:
-        unknown = set(names) - set(self._columns)
-        if unknown:
-            raise VaultError(f"table {self.spec.name} has no column(s) {', '.join(sorted(unknown))}")
-
-    def _seal_value(self, column: str, value: Any, key: Any, nonce: bytes | None = None) -> bytes:
-        try:
-            plaintext = _encode(value)
-        except (TypeError, ValueError) as exc:
-            raise VaultError(f"{self.spec.name}.{column} takes JSON values or bytes ({exc})") from None
-        aead = self.vault._aead
-        if aead is None:
-            raise VaultError(f"the vault of {self.vault.user!r} is closed")
-        nonce = nonce or os.urandom(crypto.NONCE_BYTES)
-        aad = self._aad_prefix[column] + str(key).encode() + self._aad_suffix
-        return nonce + aead.encrypt(nonce, plaintext, aad)
-
-    def _row_mac(self, key: Any, clear: Iterable[Any], nonces: Iterable[bytes | None]) -> bytes:
-        """The MAC of one row: its key, clear values, and which ciphertext each sealed column holds."""
-        message = (",".join([_quote(key), *map(_quote, clear)]).encode() + b"," +
-                   b",".join([n[:crypto.NONCE_BYTES] if n is not None else _NO_NONCE for n in nonces]))
-        return self._mac(message)
-
-    def _mac(self, message: bytes) -> bytes:
-        # Keyed BLAKE2b is a MAC in one native call: it runs for every row read.
-        return hashlib.blake2b(message, key=self._mac_key, digest_size=MAC_BYTES).digest()
-
-    def _clear_and_real(self, row: dict) -> tuple[list[Any], dict]:
-        clear, real = [], {}
-        for c, typ in self.spec.clear.items():
-            value = _clear_typed(typ, c, row.get(c))
-            word = clear_word(self.spec.name, c, value)
-            if word != value:
-                real[c] = value
-            clear.append(word)
-        return clear, real
-
-    def _sealed_tuple(self, row: dict) -> tuple:
-        key = row[self.spec.pk]
-        n = crypto.NONCE_BYTES
-        nonces = os.urandom(n * len(self._sealed))  # one system call per row, not per field
-        clear, real = self._clear_and_real(row)
-        # Empty values are sealed too: whether a field is empty is not visible.
-        sealed = [self._seal_value(c, row.get(c), key, nonces[i * n:(i + 1) * n])
-                  for i, c in enumerate(self.spec.secret)]
-        sealed.append(self._seal_value(REAL, real, key, nonces[-n:]) if real else None)
-        return (key, *clear, *sealed, self._row_mac(key, clear, sealed))
-
-    def _secret_columns(self, columns: Iterable[str] | None) -> tuple[str, ...]:
-        if columns is None:
-            return self.spec.secret
-        columns = list(columns)
-        self._check_columns(columns)
-        return tuple(c for c in columns if c in self.spec.secret)
-
-    def _select(self, secret: tuple[str, ...]) -> str:
-        # SQLite also spells out the MAC's message, unread sealed columns' nonces included.
-        return ", ".join([*(f"[{c}]" for c in (*self._clear_names, *secret, REAL, MAC)), self._message_sql])
-
-    def _open(self, raw: tuple, secret: tuple[str, ...]) -> dict:
-        return self._open_many([raw], secret)[0]
-
-    def _tampered(self, key: Any, what: str) -> TamperedData:
-        return TamperedData(f"{what} ({self.spec.name}|{key}): the vault was modified outside localpers "
-                            "or is corrupted; restore it from a backup")
-
-    def _open_many(self, raws: list[tuple], secret: tuple[str, ...]) -> list[dict]:
-        """Check and decrypt fetched rows, column by column: the hot path of every read.
-
-        Vault.unseal is inlined and the loops are comprehensions: per-field Python
-        overhead, not AES, is what bounds read speed here.
-        """
-        aead = self.vault._aead
-        if aead is None:
-            raise VaultError(f"the vault of {self.vault.user!r} is closed")
-        decrypt, n = aead.decrypt, crypto.NONCE_BYTES
-        n_clear = len(self._clear_names)
-        blake2b, mac_key = hashlib.blake2b, self._mac_key  # self._mac, inlined
-        bad = next((raw for raw in raws if raw[-2] != blake2b(raw[-1], key=mac_key, digest_size=MAC_BYTES).digest()),
-                   None)
-        if bad is not None:
-            raise self._tampered(bad[0], "a row's clear columns or sealed fields were changed")
-        outs = [dict(zip(self._clear_names, raw)) for raw in raws]
-        keys = [str(raw[0]).encode() + self._aad_suffix for raw in raws]
-        j_real = n_clear + len(secret)
-        if all(raw[j_real] is None for raw in raws):  # the common case: no word outside the lists
-            columns: tuple[str, ...] = secret
-        else:
-            columns = (*secret, REAL)
-        for j, col in enumerate(columns, start=n_clear):
-            prefix = self._aad_prefix[col]
-            try:
-                plains = [None if raw[j] is None else decrypt(raw[j][:n], raw[j][n:], prefix + key)
-                          for raw, key in zip(raws, keys)]
-            except (InvalidTag, ValueError, TypeError):
-                culprit = next((raw[0] for raw, key in zip(raws, keys) if not _opens(aead, raw[j], prefix + key)), "?")
-                raise TamperedData(f"a ciphertext failed authentication ({self.spec.name}|{col}|{culprit}): "
-                                   "the vault was modified outside localpers or is corrupted") from None
-            if col == REAL:
-                for out, plain in zip(outs, plains):
-                    if plain is not None:
-                        out.update(_decode(plain))
-            else:
-                for out, plain in zip(outs, plains):
-                    out[col] = None if plain is None else _decode(plain)
-        return outs
-
-    def _macs(self, where: str, params: Iterable[Any]) -> list[bytes]:
-        return [r[0] for r in self.vault.db.conn.execute(f"select [{MAC}] from [{self.spec.name}] where {where}",
-                                                           list(params))]
-
-    def _macs_of(self, keys: list[Any]) -> list[bytes]:
-        out: list[bytes] = []
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            out += self._macs(f"[{self.spec.pk}] in ({', '.join('?' * len(chunk))})", chunk)
-        return out
-
-    # ------------------------------------------------------------------ writing
-
-    def insert(self, row: dict, *, replace: bool = False) -> Any:
-        """Insert one row and return its primary key (a new UUID / integer when absent)."""
-        return self.insert_all([row], replace=replace)[0]
-
-    def insert_all(self, rows: Iterable[dict], *, replace: bool = False) -> list[Any]:
-        """Insert rows in one transaction; returns their keys. ``replace=True`` overwrites equal keys."""
-        rows = [dict(r) for r in rows]
-        for row in rows:
-            self._check_columns(row)
-        pk = self.spec.pk
-        names = (*self._clear_names, *self._sealed, MAC)
-        sql = (f"insert {'or replace ' if replace else ''}into [{self.spec.name}] "
-               f"({', '.join(f'[{c}]' for c in names)}) values ({', '.join('?' * len(names))})")
-        with self.vault.transaction():
-            # Keys are assigned here rather than by SQLite: the key is part of the
-            # associated data, so it must be known before sealing.
-            missing = [r for r in rows if r.get(pk) is None]
-            for row, key in zip(missing, self._new_keys(len(missing), rows)):
-                row[pk] = key
-            for row in rows:  # stored as the declared type, as the MAC and the associated data see it
-                row[pk] = _clear_typed(self.spec.pk_type, pk, row[pk])
-            sealed = [self._sealed_tuple(r) for r in rows]
-            replaced = self._macs_of(list({r[pk]: None for r in rows})) if replace else []
-            try:
-                self.vault.db.conn.executemany(sql, sealed)
-            except sqlite3.IntegrityError as exc:
-                raise VaultError(f"{self.spec.name}: a row with that key already exists ({exc}); "
-                                 "pass replace=True to overwrite") from None
-            # With equal keys inside one batch only the last row stays.
-            self.vault._account(self.spec.name, replaced, list({t[0]: t[-1] for t in sealed}.values()))
-        return [r[pk] for r in rows]
-
-    def _new_keys(self, n: int, batch: list[dict]) -> list[Any]:
-        if self.spec.pk_type is not int:
-            return [uuid.uuid4().hex for _ in range(n)]
-        (top,) = self.vault.db.conn.execute(f"select coalesce(max([{self.spec.pk}]), 0) from [{self.spec.name}]").fetchone()
-        given = [r[self.spec.pk] for r in batch if isinstance(r.get(self.spec.pk), int)]
-        start = max([top, *given]) + 1
-        return list(range(start, start + n))
-
-    def update(self, key: Any, values: dict) -> None:
-        """Change some columns of one row (the secret ones among them are resealed).
-
-        The primary key cannot change: it is bound into every ciphertext of the row.
-        """
-        values = dict(values)
-        if self.spec.pk in values and values.pop(self.spec.pk) != key:
-            raise VaultError(f"{self.spec.name}: a row's key cannot change (it is part of its encryption)")
-        self._check_columns(values)
-        with self.vault.transaction():
-            row = self.get(key)  # checked and decrypted: the row is resealed whole, with a new MAC
-            if row is None:
-                raise VaultError(f"no row {key!r} in {self.spec.name}")
-            if values:
-                row.update(values)
-                self.insert(row, replace=True)
-
-    def delete(self, key: Any) -> bool:
-        """Delete one row; its bytes are overwritten in the file (see :meth:`Vault.scrub` for the rest)."""
-        return self.delete_where(f"[{self.spec.pk}] = ?", [key]) > 0
-
-    def delete_where(self, where: str, params: Iterable[Any] = ()) -> int:
-        """Delete the rows matching ``where`` (clear columns only); returns how many."""
-        params = list(params)
-        with self.vault.transaction():
-            removed = self._macs(where, params)
-            cur = self.vault.db.conn.execute(f"delete from [{self.spec.name}] where {where}", params)
-            self.vault._account(self.spec.name, removed, [])
-        return cur.rowcount
-
-    # ------------------------------------------------------------------ reading
-
-    def get(self, key: Any, columns: Iterable[str] | None = None) -> dict | None:
-        """One decrypted row, or None. ``columns`` limits which secret columns are decrypted."""
-        secret = self._secret_columns(columns)
-        raw = self.vault._fetch(f"select {self._select(secret)} from [{self.spec.name}] where [{self.spec.pk}] = ?",
-                                [key], one=True)
-        return None if raw is None else self._open(raw, secret)
-
-    def rows(self, where: str | None = None, params: Iterable[Any] = (), *, order_by: str | None = None,
-             limit: int | None = None, columns: Iterable[str] | None = None) -> Iterator[dict]:
-        """Iterate decrypted rows. ``where`` and ``order_by`` may only use clear columns.
-
-        ``columns`` limits which secret columns are decrypted (faster when you need one).
-        """
-        secret = self._secret_columns(columns)
-        sql = f"select {self._select(secret)} from [{self.spec.name}]"
-        if where:
-            sql += f" where {where}"
-        if order_by:
-            sql += f" order by {order_by}"
-        if limit is not None:
-            sql += f" limit {int(limit)}"
-        # Fetch everything first: a cursor left open would hold a read snapshot and
-        # block a later checkpoint (scrub) or VACUUM.
-        raws = self.vault._fetch(sql, list(params))
-        for start in range(0, len(raws), 1024):
-            yield from self._open_many(raws[start:start + 1024], secret)
-
-    def keys(self, where: str | None = None, params: Iterable[Any] = ()) -> list[Any]:
-        """Primary keys of the rows matching ``where`` (clear columns only)."""
-        sql = f"select [{self.spec.pk}] from [{self.spec.name}]" + (f" where {where}" if where else "")
-        return [r[0] for r in self.vault._fetch(sql, list(params))]
-
-    def count(self, where: str | None = None, params: Iterable[Any] = ()) -> int:
-        sql = f"select count(*) from [{self.spec.name}]" + (f" where {where}" if where else "")
-        return self.vault._fetch(sql, list(params), one=True)[0]
 
 
 def _migrate_1_to_2(vault: "Vault") -> None:
@@ -644,7 +210,7 @@ def _migrate_1_to_2(vault: "Vault") -> None:
                 row = dict(zip(columns, conn.execute(select, [key]).fetchone()))
                 for c in spec.secret:
                     if row[c] is not None:
-                        row[c] = _decode(vault.unseal(row[c], spec.name, c, key))
+                        row[c] = decode_value(vault.unseal(row[c], spec.name, c, key))
                 rows.append(row)
             conn.executemany(f"delete from [{spec.name}] where [{spec.pk}] = ?", [(r[spec.pk],) for r in rows])
             getattr(vault, spec.name).insert_all(rows)
@@ -679,9 +245,11 @@ class Vault:
         self._seen_version: int | None = None  # data_version when the state above was last in step
         self.key_version = key_version
         self._lock_file = lock_file
+        # How other processes name this one while it writes; the app sets "the app" on the vaults it opens.
+        self.program = PROCESS_NAME
         self._tx_lock = threading.RLock()
         self._depth = 0
-        self._folder_fd = _open_folder(path.parent)  # flocked around each write
+        self._folder_fd = open_folder(path.parent)  # flocked around each write
         for spec in TABLES.values():
             setattr(self, spec.name, SealedTable(self, spec))
 
@@ -731,14 +299,14 @@ class Vault:
         if (folder / VAULT_FILE).exists():
             raise VaultError(f"user {user!r} already exists; open it, or erase it first")
         private_dir(folder)
-        lock = _acquire_lock(folder, user)
+        lock = acquire_lock(folder, user)
         try:
             params = crypto.calibrate(kdf_seconds) if kdf_seconds > 0 else crypto.minimum_params()
             data_key = crypto.new_data_key()
-            wrapped = crypto.seal(crypto.derive_key(passphrase, params), data_key, aad=_wrap_aad(user, 1))
+            wrapped = crypto.seal(crypto.derive_key(passphrase, params), data_key, aad=wrap_aad(user, 1))
             # Built under a temporary name (left over from a crash, it is simply rebuilt).
             tmp = folder / (VAULT_FILE + ".creating")
-            _remove_db_files(tmp)
+            remove_db_files(tmp)
             db = _connect(tmp)
             try:
                 db.conn.execute("begin immediate")
@@ -759,11 +327,11 @@ class Vault:
             finally:
                 db.conn.close()
             os.replace(tmp, folder / VAULT_FILE)  # the vault appears whole or not at all
-            _fsync_dir(folder)
-            _remove_db_files(tmp)
-            return cls._finish_open(folder / VAULT_FILE, user, data_key, 1, lock, fresh=True)
+            fsync_dir(folder)
+            remove_db_files(tmp)
+            return cls.open_unlocked(folder / VAULT_FILE, user, data_key, 1, lock, fresh=True)
         except BaseException:
-            _release_lock(lock)
+            release_lock(lock)
             raise
 
     @classmethod
@@ -778,37 +346,27 @@ class Vault:
         path = folder / VAULT_FILE
         if not path.exists():
             raise VaultError(f"no vault for user {user!r}; create one with: localpers user create {user}")
-        lock = _acquire_lock(folder, user, shared=True)
+        lock = acquire_lock(folder, user, shared=True, wait=WRITE_WAIT)
         try:
             meta = _read_meta(path, user)
             if passphrase is None:
-                data_key = _keyring_unwrap(meta, user)
+                data_key = keyring_unwrap(meta, user)
             else:
-                data_key = _unwrap(meta, user, passphrase)
-            return cls._finish_open(path, user, data_key, _meta_int(meta["key_version"], "key_version"), lock)
+                data_key = unwrap(meta, user, passphrase)
+            return cls.open_unlocked(path, user, data_key, meta_int(meta["key_version"], "key_version"), lock)
         except BaseException:
-            _release_lock(lock)
+            release_lock(lock)
             raise
 
     @classmethod
-    def open_demo(cls, *, home: Path | None = None) -> "Vault":
-        """The demo profile: created from the bundled synthetic sample on first use."""
-        if cls.exists(DEMO_USER, home):
-            return cls.open(DEMO_USER, DEMO_PASSPHRASE, home=home)
-        vault = cls.create(DEMO_USER, DEMO_PASSPHRASE, home=home, kdf_seconds=0, demo=True)
-        from .demo import populate
-
-        populate(vault)
-        return vault
-
-    @classmethod
-    def _finish_open(cls, path: Path, user: str, data_key: bytes, key_version: int, lock: Any, *,
-                     fresh: bool = False, accept_rollback: bool = False) -> "Vault":
-        _share(lock)  # created or restored under an exclusive lock: now others may open it too
+    def open_unlocked(cls, path: Path, user: str, data_key: bytes, key_version: int, lock: Any, *,
+                      fresh: bool = False, accept_rollback: bool = False) -> "Vault":
+        """Open a vault file whose data key is already unwrapped, holding its exclusive ``lock`` (create, restore)."""
+        share_lock(lock)  # created or restored under an exclusive lock: now others may open it too
         try:
             db = _connect(path)
         except sqlite3.DatabaseError as exc:
-            _release_lock(lock)
+            release_lock(lock)
             raise VaultError(f"{path} is damaged ({exc}); restore it from a backup") from None
         vault = cls(path, db, user, data_key, key_version, lock)
         try:
@@ -826,7 +384,7 @@ class Vault:
         return vault
 
     def _migrate(self) -> None:
-        version = _meta_int(self.meta("schema_version") or "0", "schema_version")
+        version = meta_int(self.meta("schema_version") or "0", "schema_version")
         if version > SCHEMA_VERSION:
             raise VaultError(f"this vault was written by a newer localpers (schema {version}); upgrade localpers")
         if version < SCHEMA_VERSION and version >= 2:
@@ -857,7 +415,7 @@ class Vault:
     def _account(self, table: str, removed: list[bytes], added: list[bytes]) -> None:
         state = self._state[table]
         state[0] += len(added) - len(removed)
-        state[1] ^= _xor(removed) ^ _xor(added)
+        state[1] ^= xor_macs(removed) ^ xor_macs(added)
         self._dirty = True
 
     def _meta_digest(self) -> str:
@@ -908,7 +466,7 @@ class Vault:
                                "localpers; restore it from a backup")
         for name, (count, xor) in self._state.items():
             macs = [m for (m,) in self._fetch(f"select [{MAC}] from [{name}]")]
-            if len(macs) != count or _xor(macs) != xor or None in macs:
+            if len(macs) != count or xor_macs(macs) != xor or None in macs:
                 what = (f"{count - len(macs)} row(s) missing" if len(macs) < count else
                         f"{len(macs) - count} row(s) added" if len(macs) > count else "rows replaced")
                 raise TamperedData(f"table {name} of {self.user!r}'s vault does not match its sealed record "
@@ -920,7 +478,7 @@ class Vault:
 
     def _check_rollback(self, *, accept: bool = False) -> None:
         """Compare the commit counter with its mirror in the OS keyring (when keyring unlock is on)."""
-        kr = _keyring_module() if self.keyring_enabled else None
+        kr = keyring_module() if self.keyring_enabled else None
         account = self._counter_account()
         if kr is None or account is None:
             return
@@ -937,7 +495,7 @@ class Vault:
     def _mirror_counter(self, *, force: bool = False) -> None:
         if not force and self._counter == self._mirrored:
             return
-        kr = _keyring_module() if self.keyring_enabled else None
+        kr = keyring_module() if self.keyring_enabled else None
         account = self._counter_account()
         if kr is None or account is None:
             return
@@ -956,7 +514,7 @@ class Vault:
         with contextlib.suppress(VaultError, sqlite3.Error):
             self._mirror_counter()
         self._close_db()
-        _release_lock(self._lock_file)
+        release_lock(self._lock_file)
         self._lock_file = None
 
     def _close_db(self) -> None:
@@ -1025,29 +583,29 @@ class Vault:
     def _writing(self) -> Iterator[None]:
         """Hold the vault's write lock; another process's write waits (bounded) until this one ends."""
         fd = self._folder_fd
-        if fd is None or _flock is None:  # no folder locks here (Windows): SQLite's own lock still serializes
+        if fd is None or flock_folder is None:  # no folder locks here (Windows): SQLite's own lock still serializes
             yield
             return
         try:
-            _flock(fd, exclusive=True, wait=False)
+            flock_folder(fd, exclusive=True, wait=False)
         except OSError:
-            holder = _holder(self._lock_file)
+            holder = lock_holder(self._lock_file)
             wait_notice(f"waiting for the vault of {self.user!r}, held by {holder}...")
             deadline = time.monotonic() + WRITE_WAIT
             while True:
                 time.sleep(0.05)
                 try:
-                    _flock(fd, exclusive=True, wait=False)
+                    flock_folder(fd, exclusive=True, wait=False)
                     break
                 except OSError:
                     if time.monotonic() > deadline:
                         raise VaultLocked(f"the vault of {self.user!r} stayed busy for {WRITE_WAIT:.0f} s (held by "
-                                          f"{_holder(self._lock_file)}); try again when it is done") from None
+                                          f"{lock_holder(self._lock_file)}); try again when it is done") from None
         try:
-            _name_holder(self._lock_file)
+            name_holder(self._lock_file, self.program)
             yield
         finally:
-            _unflock(fd)
+            unflock_folder(fd)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -1194,7 +752,7 @@ class Vault:
             raise VaultError("the new passphrase must not be empty")
         params = crypto.calibrate(kdf_seconds) if kdf_seconds > 0 else crypto.minimum_params()
         wrapped = crypto.seal(crypto.derive_key(new_passphrase, params), self._key,
-                              aad=_wrap_aad(self.user, self.key_version))
+                              aad=wrap_aad(self.user, self.key_version))
         with self.transaction():
             self.set_meta("kdf", json.dumps(params.to_dict()))
             self.set_meta("wrapped_key", wrapped.hex())
@@ -1223,22 +781,22 @@ class Vault:
             if self._aead is None:
                 raise VaultError(f"the vault of {self.user!r} is closed")
             meta = dict(self._fetch("select key, value from meta"))
-            _unwrap({**meta, "key_version": str(self.key_version)}, self.user, passphrase)  # WrongPassphrase
+            unwrap({**meta, "key_version": str(self.key_version)}, self.user, passphrase)  # WrongPassphrase
             # Other processes would keep writing under the old key: rekey only with the vault to ourselves.
-            _make_exclusive(self._lock_file, self.user)
+            make_exclusive(self._lock_file, self.user)
             try:
                 self._rekey(meta, passphrase, kdf_seconds, progress)
             finally:
-                _share(self._lock_file)
+                share_lock(self._lock_file)
 
     def _rekey(self, meta: dict, passphrase: str, kdf_seconds: float,
                progress: Callable[[int, int, str], None] | None) -> None:
         keyring_on = self.keyring_enabled
         params = crypto.calibrate(kdf_seconds) if kdf_seconds > 0 else crypto.minimum_params()
         new_key, version = crypto.new_data_key(), self.key_version + 1
-        wrapped = crypto.seal(crypto.derive_key(passphrase, params), new_key, aad=_wrap_aad(self.user, version))
+        wrapped = crypto.seal(crypto.derive_key(passphrase, params), new_key, aad=wrap_aad(self.user, version))
         tmp = self.path.with_name(VAULT_FILE + ".rekeying")
-        _remove_db_files(tmp)
+        remove_db_files(tmp)
         db = _connect(tmp)
         fresh = Vault(tmp, db, self.user, new_key, version, None)
         try:
@@ -1265,7 +823,7 @@ class Vault:
             db.conn.execute("pragma wal_checkpoint(TRUNCATE)")
         except BaseException:
             db.conn.close()
-            _remove_db_files(tmp)
+            remove_db_files(tmp)
             raise
         finally:
             fresh._close_folder()
@@ -1276,14 +834,14 @@ class Vault:
         self.db.conn.close()
         with open(self.path, "r+b") as old:
             os.replace(tmp, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             size = os.fstat(old.fileno()).st_size
             zeros = bytes(1 << 20)
             for start in range(0, size, len(zeros)):
                 old.write(zeros[:min(len(zeros), size - start)])
             old.flush()
             os.fsync(old.fileno())
-        _remove_db_files(tmp)
+        remove_db_files(tmp)
         self._close_folder()
         self.__init__(self.path, _connect(self.path), self.user, new_key, version, self._lock_file)  # type: ignore[misc]
         self._load_integrity()
@@ -1303,7 +861,7 @@ class Vault:
         passphrase is not stored; it keeps working. Needs the optional ``keyring``
         package (``pip install 'localpers[keyring]'``) and a working backend.
         """
-        kr = _keyring_module()
+        kr = keyring_module()
         if kr is None:
             raise VaultError("no OS keyring is available here: install localpers[keyring] and a keyring service "
                              "(macOS Keychain, GNOME Keyring, KWallet or Windows Credential Locker)")
@@ -1312,7 +870,7 @@ class Vault:
             kr.set_password(KEYRING_SERVICE, self._keyring_account(), secret.hex())
         except Exception as exc:  # keyring backends raise their own error types
             raise VaultError(f"the OS keyring refused to store the unlock secret ({exc})") from None
-        wrapped = crypto.seal(crypto.subkey(secret, "keyring"), self._key, aad=_keyring_aad(self.user, self.key_version))
+        wrapped = crypto.seal(crypto.subkey(secret, "keyring"), self._key, aad=keyring_aad(self.user, self.key_version))
         self.set_meta("keyring_wrapped_key", wrapped.hex())
         self._mirror_counter(force=True)  # from now on a rolled-back file is noticed
 
@@ -1320,7 +878,7 @@ class Vault:
         """Stop keyring unlocking: forget the second wrapping and delete the keyring entry."""
         self.set_meta("keyring_wrapped_key", None)
         self.db.conn.execute("pragma wal_checkpoint(TRUNCATE)")
-        _keyring_forget(self.user, self.meta("vault_id"))
+        keyring_forget(self.user, self.meta("vault_id"))
 
     def _keyring_account(self) -> str:
         vault_id = self.meta("vault_id")
@@ -1339,7 +897,7 @@ class Vault:
             meta = _read_meta(path, user)
             if "keyring_wrapped_key" not in meta:
                 return False
-            kr = _keyring_module()
+            kr = keyring_module()
             return kr is not None and kr.get_password(KEYRING_SERVICE, f"{user}@{meta.get('vault_id')}") is not None
         except Exception:  # any failure just means: ask for the passphrase
             return False
@@ -1418,16 +976,16 @@ class Vault:
         """
         if self._lock_file is None:
             raise VaultError(f"the vault of {self.user!r} is closed")
-        _make_exclusive(self._lock_file, self.user)
+        make_exclusive(self._lock_file, self.user)
         vault_id = self.meta("vault_id") if self.keyring_enabled else None
         folder = self.path.parent
         self._close_db()
         try:
             if vault_id:
-                _keyring_forget(self.user, vault_id)
-            _shred_folder(folder)
+                keyring_forget(self.user, vault_id)
+            shred_folder(folder)
         finally:
-            _release_lock(self._lock_file)
+            release_lock(self._lock_file)
             self._lock_file = None
 
     @classmethod
@@ -1439,48 +997,41 @@ class Vault:
         folder = cls.user_dir(user, home)
         if not folder.exists():
             raise VaultError(f"no vault for user {user!r}")
-        lock = _acquire_lock(folder, user)
+        lock = acquire_lock(folder, user)
         try:
             with contextlib.suppress(VaultError):
                 meta = _read_meta(folder / VAULT_FILE, user)
                 if "keyring_wrapped_key" in meta:
-                    _keyring_forget(user, meta.get("vault_id"))
-            _shred_folder(folder)
+                    keyring_forget(user, meta.get("vault_id"))
+            shred_folder(folder)
         finally:
-            _release_lock(lock)
+            release_lock(lock)
 
     # ------------------------------------------------------------------ backup and export
 
-    def backup(self, path: str | Path) -> Path:
-        """Write an encrypted backup of the whole vault to ``path`` (see :mod:`localpers.backup`).
+    # ------------------------------------------------------------------ for backups
 
-        It restores on any machine with :meth:`restore` and the passphrase in use now.
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[bytes]:
+        """The committed database as bytes; writes from this process wait until the block ends.
+
+        :func:`localpers.vault.backup.backup` encrypts it. Refused inside a :meth:`transaction`,
+        whose uncommitted changes it would copy.
         """
-        from .backup import write_backup
+        with self._tx_lock:  # no write from another thread lands halfway through the snapshot
+            if self._depth:
+                raise VaultError("backup() cannot run inside a transaction: it would copy uncommitted changes")
+            copy = sqlite3.connect(":memory:")
+            try:
+                self.db.conn.backup(copy)
+                data = copy.serialize()
+            finally:
+                copy.close()
+            yield data
 
-        return write_backup(self, Path(path))
-
-    @classmethod
-    def restore(cls, path: str | Path, passphrase: str, *, home: Path | None = None,
-                overwrite: bool = False) -> "Vault":
-        """Recreate a vault from a :meth:`backup` file; returns it open.
-
-        Wrong passphrase: :class:`WrongPassphrase`, nothing written. An existing vault of
-        the same user is replaced only with ``overwrite=True`` (and is erased first).
-        """
-        from .backup import restore_backup
-
-        return restore_backup(Path(path), passphrase, home=home, overwrite=overwrite)
-
-    def export_jsonl(self, path: str | Path, *, include_blobs: bool = False) -> int:
-        """Write every record *decrypted* to a JSON Lines file; returns the number of records.
-
-        This is the one way plaintext leaves the vault: call it only when the user
-        explicitly asks (``localpers user export PATH --plaintext``).
-        """
-        from .backup import export_jsonl
-
-        return export_jsonl(self, Path(path), include_blobs=include_blobs)
+    def subkey(self, purpose: str, salt: bytes) -> bytes:
+        """A key derived from the data key for one purpose (a backup file's key, with its salt)."""
+        return crypto.subkey(self._key, purpose, salt)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -1489,14 +1040,6 @@ class Vault:
 def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(values), size):
         yield values[start:start + size]
-
-
-def _wrap_aad(user: str, key_version: int) -> bytes:
-    return f"wrapped-data-key|{user}|{key_version}".encode()
-
-
-def _keyring_aad(user: str, key_version: int) -> bytes:
-    return f"keyring-wrapped-data-key|{user}|{key_version}".encode()
 
 
 def _read_meta(path: Path, user: str) -> dict[str, str]:
@@ -1522,101 +1065,15 @@ def _read_meta(path: Path, user: str) -> dict[str, str]:
         raise VaultError(f"{path} is not a localpers vault (no {', '.join(missing)})")
     if meta["user"] != user:
         raise VaultError(f"{path} holds the vault of {meta['user']!r}, not {user!r}")
-    schema = _meta_int(meta["schema_version"], "schema_version")
+    schema = meta_int(meta["schema_version"], "schema_version")
     if schema > SCHEMA_VERSION:
         raise VaultError(f"this vault was written by a newer localpers (schema {schema}); upgrade localpers")
-    _meta_int(meta["key_version"], "key_version")
-    _kdf_params(meta["kdf"])
-    _meta_hex(meta["wrapped_key"], "wrapped_key")
+    meta_int(meta["key_version"], "key_version")
+    kdf_params(meta["kdf"])
+    meta_hex(meta["wrapped_key"], "wrapped_key")
     if meta.get("keyring_wrapped_key") is not None:
-        _meta_hex(meta["keyring_wrapped_key"], "keyring_wrapped_key")
+        meta_hex(meta["keyring_wrapped_key"], "keyring_wrapped_key")
     return meta
-
-
-def _damaged(name: str, why: str) -> VaultError:
-    return VaultError(f"the vault's setting {name!r} is damaged ({why}); restore the vault from a backup")
-
-
-def _meta_int(value: Any, name: str) -> int:
-    """A whole-number setting of the meta table, or a one-line error naming it."""
-    text = str(value)
-    if not (text.isascii() and text.isdigit() and len(text) <= 18):
-        raise _damaged(name, f"not a whole number: {text[:20]!r}")
-    return int(text)
-
-
-def _meta_hex(value: Any, name: str) -> bytes:
-    try:
-        raw = bytes.fromhex(str(value))
-    except ValueError:
-        raise _damaged(name, "not hexadecimal") from None
-    if not 16 < len(raw) <= 4096:
-        raise _damaged(name, f"{len(raw)} bytes")
-    return raw
-
-
-def _kdf_params(value: Any) -> crypto.KDFParams:
-    try:
-        params = json.loads(str(value))
-    except ValueError:
-        raise _damaged("kdf", "not JSON") from None
-    if not isinstance(params, dict):
-        raise _damaged("kdf", "not a JSON object")
-    return crypto.KDFParams.from_dict(params)
-
-
-def _unwrap(meta: dict[str, str], user: str, passphrase: str) -> bytes:
-    params = _kdf_params(meta["kdf"])
-    kek = crypto.derive_key(passphrase, params)
-    try:
-        return crypto.unseal(kek, _meta_hex(meta["wrapped_key"], "wrapped_key"),
-                             aad=_wrap_aad(user, _meta_int(meta["key_version"], "key_version")))
-    except TamperedData:
-        raise WrongPassphrase(f"wrong passphrase for user {user!r}") from None
-
-
-def _keyring_module() -> Any:
-    """The ``keyring`` package when it is installed and has a usable backend, else None."""
-    try:
-        import keyring
-        from keyring.backends import fail
-    except ImportError:
-        return None
-    try:
-        backend = keyring.get_keyring()
-    except Exception:
-        return None
-    return None if isinstance(backend, fail.Keyring) else keyring
-
-
-def _keyring_unwrap(meta: dict[str, str], user: str) -> bytes:
-    hint = "type the passphrase, or set LOCALPERS_PASSPHRASE"
-    if "keyring_wrapped_key" not in meta:
-        raise VaultError(f"a passphrase is needed to open {user!r} (keyring unlock is not enabled): {hint}")
-    kr = _keyring_module()
-    if kr is None:
-        raise VaultError(f"a passphrase is needed to open {user!r}: no OS keyring is available here; {hint}")
-    try:
-        secret = kr.get_password(KEYRING_SERVICE, f"{user}@{meta.get('vault_id')}")
-    except Exception as exc:
-        raise VaultError(f"the OS keyring could not be read ({exc}); {hint}") from None
-    if secret is None:
-        raise VaultError(f"the OS keyring has no unlock secret for {user!r}; {hint}")
-    try:
-        return crypto.unseal(crypto.subkey(bytes.fromhex(secret), "keyring"),
-                             _meta_hex(meta["keyring_wrapped_key"], "keyring_wrapped_key"),
-                             aad=_keyring_aad(user, _meta_int(meta["key_version"], "key_version")))
-    except (TamperedData, ValueError):
-        raise WrongPassphrase(f"the OS keyring's secret does not unlock {user!r}; {hint}") from None
-
-
-def _keyring_forget(user: str, vault_id: str | None) -> None:
-    kr = _keyring_module()
-    if kr is None or vault_id is None:
-        return
-    for account in (f"{user}@{vault_id}", f"{user}@{vault_id}#counter"):
-        with contextlib.suppress(Exception):  # already gone, or the backend refuses: nothing else to do
-            kr.delete_password(KEYRING_SERVICE, account)
 
 
 def _connect(path: Path) -> sqlite_utils.Database:
@@ -1652,205 +1109,3 @@ def _create_indexes(db: sqlite_utils.Database) -> None:
     db["items"].create_index(["kind", "created"], if_not_exists=True)
     db["interactions"].create_index(["signal", "time"], if_not_exists=True)
     db["fingerprints"].create_index(["item_id"], if_not_exists=True)
-
-
-def _acquire_lock(folder: Path, user: str, *, shared: bool = False) -> Any:
-    """Lock ``vault.lock``: shared to open a vault, exclusive to create, erase or restore it.
-
-    A shared lock waits (up to :data:`WRITE_WAIT`) for an exclusive one, which is brief;
-    an exclusive lock fails at once while anyone has the vault open.
-    """
-    path = folder / LOCK_FILE
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    os.chmod(path, 0o600)
-    f = open(path, "a+")
-    try:
-        _lock(f, shared=shared)
-    except OSError:
-        if shared:
-            deadline = time.monotonic() + WRITE_WAIT
-            while True:
-                time.sleep(0.05)
-                with contextlib.suppress(OSError):
-                    _lock(f, shared=True)
-                    return f
-                if time.monotonic() > deadline:
-                    break
-        f.close()
-        raise VaultLocked(f"the vault of {user!r} is open in another localpers process; close it and try again") from None
-    return f
-
-
-def _release_lock(f: Any) -> None:
-    with contextlib.suppress(OSError):
-        _unlock(f)
-    f.close()
-
-
-def _make_exclusive(f: Any, user: str) -> None:
-    """Turn this process's shared open lock into an exclusive one, or raise VaultLocked."""
-    if _flock is None:  # Windows: the one lock is exclusive already
-        return
-    try:
-        _lock(f, shared=False)
-    except OSError:
-        with contextlib.suppress(OSError):
-            _lock(f, shared=True)  # a failed conversion may drop the shared lock: take it back
-        raise VaultLocked(f"the vault of {user!r} is open in another localpers process (the app, or a "
-                          "command still running); close it there first") from None
-
-
-def _share(f: Any) -> None:
-    with contextlib.suppress(OSError):
-        _lock(f, shared=True)
-
-
-def _name_holder(f: Any) -> None:
-    """Write who holds the write lock into ``vault.lock`` (pid and program: nothing personal)."""
-    if f is None:  # a vault file being built (rekey) has no lock file of its own
-        return
-    with contextlib.suppress(OSError):
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()} {PROCESS_NAME}\n")
-        f.flush()
-
-
-def _holder(f: Any) -> str:
-    """``"the app, pid 42"``: who last took the write lock, as written by :func:`_name_holder`."""
-    try:
-        f.seek(0)
-        pid, _, name = f.read(200).strip().partition(" ")
-        int(pid)
-    except (OSError, ValueError):
-        return "another localpers process"
-    return f"{name or 'localpers'}, pid {pid}"
-
-
-def _open_folder(folder: Path) -> int | None:
-    try:
-        return os.open(folder, os.O_RDONLY)
-    except OSError:  # Windows cannot open a folder: writes are serialized by SQLite alone
-        return None
-
-
-try:  # POSIX: flock, released by the kernel when the process dies, however it dies
-    import fcntl
-
-    def _flock(fd: int, *, exclusive: bool, wait: bool) -> None:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB))
-
-    def _unflock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-    def _lock(f: Any, *, shared: bool = False) -> None:
-        _flock(f.fileno(), exclusive=not shared, wait=False)
-
-    def _unlock(f: Any) -> None:
-        fcntl.flock(f, fcntl.LOCK_UN)
-
-except ImportError:  # Windows: one exclusive lock per vault (no shared locks): one process at a time
-    import msvcrt
-
-    _flock = None  # type: ignore[assignment]
-
-    def _unflock(fd: int) -> None:
-        pass
-
-    def _lock(f: Any, *, shared: bool = False) -> None:
-        f.seek(0)
-        msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
-
-    def _unlock(f: Any) -> None:
-        f.seek(0)
-        msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (POSIX; a no-op where directories cannot be opened)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _remove_db_files(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
-
-
-def _shred(path: Path) -> None:
-    """Overwrite a file with zeros, flush it to disk, then delete it."""
-    with contextlib.suppress(FileNotFoundError):
-        size = path.stat().st_size
-        with open(path, "r+b") as f:
-            zeros = bytes(1 << 20)
-            for start in range(0, size, len(zeros)):
-                f.write(zeros[:min(len(zeros), size - start)])
-            f.flush()
-            os.fsync(f.fileno())
-        path.unlink()
-
-
-def _shred_folder(folder: Path) -> None:
-    for p in sorted(folder.rglob("*"), reverse=True):
-        if p.is_file() and not p.is_symlink() and p.name != LOCK_FILE:
-            _shred(p)
-    shutil.rmtree(folder, ignore_errors=True)
-    _fsync_dir(folder.parent)
-
-
-@contextlib.contextmanager
-def plaintext_file(data: bytes) -> Iterator[Path]:
-    """Expose ``data`` at a path without writing it to persistent storage (see :meth:`Vault.blob_file`).
-
-    Example::
-
-        >>> with plaintext_file(b"secret") as path:
-        ...     path.read_bytes()
-        b'secret'
-    """
-    fd = None
-    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):  # e.g. a sandbox that forbids memfd
-            fd = os.memfd_create("localpers-blob")  # close-on-exec: child processes never inherit it
-    if fd is not None:
-        try:
-            _write_all(fd, data)
-            yield Path(f"/proc/{os.getpid()}/fd/{fd}")
-        finally:
-            os.close(fd)
-        return
-    # No memfd (macOS, Windows): a 0600 file in a fresh 0700 directory, in RAM where the OS offers one.
-    ram = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    folder = tempfile.mkdtemp(prefix="localpers-", dir=ram)
-    path = Path(folder) / "blob"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-        try:
-            _write_all(fd, data)
-        finally:
-            os.close(fd)
-        yield path
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def require_user(user: str | None, passphrase: str | None, *, home: Path | None = None) -> Vault:
-    """Open the named vault, or the demo one when ``user`` is None or 'demo' (for the CLI and TUI).
-
-    With ``passphrase=None`` the OS keyring is tried when the user enabled it.
-    """
-    if not user or user == DEMO_USER:
-        return Vault.open_demo(home=home)
-    if passphrase is None and not Vault.keyring_unlocks(user, home=home):
-        raise LocalpersError(f"a passphrase is needed to open {user!r}: set LOCALPERS_PASSPHRASE or type it when asked")
-    return Vault.open(user, passphrase, home=home)
