@@ -28,7 +28,15 @@ product: it keeps the combinations seen in the data, with their counts, plus
 per-feature frequencies) that carry the pseudo-count mass. Revealing a category
 filters the seen cells but *sets* the synthetic ones to it (weighted by that
 category's frequency), so a combination never seen still gets probability, as
-under the independence model; memory grows with the data, not the product. :class:`MixedPrior` estimates cell probabilities with a Dirichlet
+under the independence model; memory grows with the data, not the product. The
+synthetic cells hold every category of every feature in proportion to its frequency
+(a Latin hypercube over categories, so a rare category is never left out) and are
+weighted so that each category carries exactly its marginal probability. As
+categories are revealed, the independence model keeps the share ``T / (N + T)``
+of the mass, where ``N`` training rows in ``T`` distinct cells match what is revealed
+(Witten-Bell back-off, as in language models): a combination matched by one
+training person is half that person, half the population's mix, never that one
+person alone. :class:`MixedPrior` estimates cell probabilities with a Dirichlet
 pseudo-count centred on the product of the per-feature frequencies, so that
 combinations never seen in training keep a little probability, and shrinks each
 cell's means towards a main-effects (additive) model, so sparse cells borrow

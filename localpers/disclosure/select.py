@@ -21,13 +21,30 @@ Why it cannot lose to the base order: the base order's own choice is always one
 of the candidates, and a rollout that picks, at every step, an action whose
 "act, then follow the base order" cost is no higher than the base order's own
 has an expected total cost no higher than the base order's (the policy
-improvement property of rollout; by induction over the steps). The near-dominance
-rule makes deviations rare and only where simulation shows a saving person by
-person, so sampling noise cannot turn the guarantee into a loss. Agreement is
-untouched: every policy stops by the same rule, which certifies the announced
-decision given the revealed values, whatever chose them. What is guaranteed is
-expectation under the prior; on real data it holds as far as the prior fits
-(``bench/disclosure.py`` checks it on three data sets and two models each).
+improvement property of rollout; by induction over the steps: if the policy
+"deviate now, follow the base order after" costs no more than the base order,
+then deviating again later, by the same test, costs no more than that). The
+near-dominance rule makes deviations rare and only where simulation shows a
+saving person by person, so sampling noise cannot turn the guarantee into a
+loss; where no deviation passes the test the selector *is* the base order, step
+for step. Agreement is untouched: every policy stops by the same rule, which
+certifies the announced decision given the revealed values, whatever chose them.
+What is guaranteed is expectation under the prior; on real data it holds as far
+as the prior fits (``bench/disclosure.py`` checks it on three data sets, none
+used to set any constant here, and two models each).
+
+Cost: the base order's own path is simulated first; when it already stops after
+its next reveal on nearly every draw, no other candidate could save enough to
+pass the test, and none is simulated (an exact shortcut: the choice is the one
+the full comparison would make). For a model run by Monte-Carlo on a prior whose
+features take few values (categories, discrete margins), the model's decision is
+remembered per distinct row, across people, and forgotten when the model's
+outputs on a fixed probe change (a model retrained in place).
+
+How well the stopping rule holds on people the prior was not fitted on depends on
+the prior not being overconfident where its data are thin; see
+:mod:`localpers.disclosure.prior` for how a prior over millions of category
+combinations keeps the independence model's share where few training rows match.
 
 The older **greedy** policy (``policy="greedy"``) reveals the feature expected to
 remove the most uncertainty, scored as below; it can miss features that only
