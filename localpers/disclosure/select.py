@@ -815,16 +815,24 @@ class _MonteCarlo:
         uniforms = rng.random(m)
         normals = rng.standard_normal((m, len(post.num_idx)))
         blocks = []
-        for order in orders:
-            for row in X:
-                step = post
-                for i in order[:horizon]:
-                    step = step.given(int(i), row[i])
-                    blocks.append(step.sample(m, rng, uniforms=uniforms, normals=normals))
-        decisions = _chunked(self.decide, np.concatenate(blocks)).reshape(len(orders), len(X), horizon, m)
+        which = np.empty((len(orders), len(X), horizon), dtype=int)  # the block of draws for each prefix
+        for r, row in enumerate(X):
+            # The candidate orders share many prefixes as sets ({b1, b0} is the base order's first two):
+            # each distinct set of revealed features is conditioned on and sampled once.
+            seen: dict[frozenset, tuple[Posterior, int]] = {}
+            for c, order in enumerate(orders):
+                step, prefix = post, frozenset()
+                for t, i in enumerate(order[:horizon]):
+                    prefix = prefix | {int(i)}
+                    if prefix not in seen:
+                        after = step.given(int(i), row[i])
+                        seen[prefix] = (after, len(blocks))
+                        blocks.append(after.sample(m, rng, uniforms=uniforms, normals=normals))
+                    step, which[c, r, t] = seen[prefix]
+        decisions = _chunked(self.decide, np.concatenate(blocks)).reshape(len(blocks), m)
         top = np.max([(decisions == label).sum(-1) for label in range(self.n_labels)], axis=0) / m
         out = np.zeros((len(orders), len(X), orders.shape[1]))
-        out[:, :, :horizon] = top
+        out[:, :, :horizon] = top[which]
         return out
 
 
