@@ -1042,14 +1042,18 @@ def _rollout_choice(evaluator: _ClosedForm | _MonteCarlo, post: Posterior, base:
     when its saving is positive by more than twice its standard error.
     """
     monte_carlo = isinstance(evaluator, _MonteCarlo)
-    n_cands = min(config.rollout_candidates, evaluator.rollout_candidates) if monte_carlo \
+    # The closed-form paths filter cells by category the plain way; a sparse prior's synthetic cells follow
+    # the back-off of Posterior.given instead, so there each prefix is conditioned on exactly (fewer, slower).
+    by_conditioning = not monte_carlo and bool(post.synthetic.any())
+    short = monte_carlo or by_conditioning
+    n_cands = min(config.rollout_candidates, _MonteCarlo.rollout_candidates) if short \
         else config.rollout_candidates
     if len(post.weights) > 64:
         n_cands = min(n_cands, 6)  # many mixture components: each candidate costs more, so try fewer
     cands = base[:n_cands]
     if len(cands) < 2:
         return base[0], "next in importance order"
-    n_people = evaluator.rollout_people if monte_carlo else config.rollout_samples
+    n_people = _MonteCarlo.rollout_people if short else config.rollout_samples
     # Bound the look-ahead's work and memory: at most as many mixture components as ~100k cells per array.
     # (Fewer would be faster but conditioning on a category then leaves too few components: overconfidence.)
     limit = evaluator.rollout_components if monte_carlo else max(64, 100_000 // (n_people * (len(base) + 1)))
@@ -1060,7 +1064,10 @@ def _rollout_choice(evaluator: _ClosedForm | _MonteCarlo, post: Posterior, base:
 
     def spent_on(rows: slice) -> np.ndarray:
         """What each order in ``orders[rows]`` costs each drawn person, on the same random numbers."""
-        conf = evaluator.confidence_paths(small, orders[rows], X, np.random.default_rng(paths_seed))  # (C, N, T)
+        if by_conditioning:
+            conf = _conditioned_paths(evaluator, post, orders[rows], X, _MonteCarlo.rollout_horizon)
+        else:
+            conf = evaluator.confidence_paths(small, orders[rows], X, np.random.default_rng(paths_seed))  # (C, N, T)
         stopped = conf >= target
         first = np.where(stopped.any(axis=2), stopped.argmax(axis=2), orders.shape[1] - 1)
         return np.take_along_axis(prices[rows][:, None, :].repeat(len(X), 1), first[..., None], axis=2)[..., 0]
@@ -1089,3 +1096,24 @@ def _rollout_choice(evaluator: _ClosedForm | _MonteCarlo, post: Posterior, base:
     name = post.prior.names
     return int(cands[best]), (f"expected to stop after {expected[best]:.1f} features when revealed next, "
                               f"vs {expected[0]:.1f} for importance order's next ({name[cands[0]]})")
+
+
+def _conditioned_paths(evaluator: _ClosedForm, post: Posterior, orders: np.ndarray, X: np.ndarray,
+                       horizon: int) -> np.ndarray:
+    """Exact confidence after each of the first ``horizon`` steps of each order, by conditioning ``post`` itself.
+
+    Shape (orders, len(X), steps), later steps 0. Each distinct set of revealed features is
+    conditioned on once per drawn person (orders share prefixes as sets).
+    """
+    out = np.zeros((len(orders), len(X), orders.shape[1]))
+    for r, row in enumerate(X):
+        seen: dict[frozenset, tuple[Posterior, float]] = {}
+        for c, order in enumerate(orders):
+            step, prefix = post, frozenset()
+            for t, i in enumerate(order[:horizon]):
+                prefix = prefix | {int(i)}
+                if prefix not in seen:
+                    after = step.given(int(i), row[i])
+                    seen[prefix] = (after, evaluator.assess(after).confidence)
+                step, out[c, r, t] = seen[prefix]
+    return out
