@@ -66,7 +66,7 @@ sys.path.insert(0, str(ROOT))
 from localpers.disclosure import DisclosureConfig, GaussianPrior, MixedPrior, Prior, minimal_disclosure  # noqa: E402
 
 
-QUICK_PEOPLE = 20  # people per setting in --quick
+QUICK_PEOPLE = 15  # people per setting in --quick
 
 
 @dataclass
@@ -395,10 +395,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--only", default="", help="run only settings whose name contains this")
     parser.add_argument("--oracle-budget", type=int, default=None,
-                        help="subsets the oracle may assess per person (default 30 quick / 500 full)")
+                        help="subsets the oracle may assess per person (default 20 quick / 500 full)")
     args = parser.parse_args()
     n_pairs = args.movielens_pairs or (80 if args.quick else 1000)
-    args.oracle_budget = args.oracle_budget or (30 if args.quick else 500)
+    args.oracle_budget = args.oracle_budget or (20 if args.quick else 500)
     began = time.perf_counter()
 
     settings = breast_cancer(args.quick, args.delta)
