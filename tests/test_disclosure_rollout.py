@@ -168,3 +168,49 @@ def test_failures_are_localpers_errors_that_say_what_to_do():
         DisclosureConfig(policy="magic")
     with pytest.raises(LocalpersError, match="max_cells"):
         MixedPrior.fit({"a": ["x", "y"]}, categorical=["a"], max_cells=0)
+
+
+def test_synthetic_cells_hold_every_category_at_its_frequency(many_categories):
+    """Rare categories keep a synthetic cell each, and the cells' weights give each category its exact share."""
+    prior, _, _ = many_categories
+    synth = prior.synthetic
+    for j, i in enumerate(prior.categorical):
+        codes = prior.cells[synth, j]
+        assert set(codes) == set(range(len(prior.features[i].categories)))  # none is left out
+        share = np.bincount(codes, weights=prior.weights[synth], minlength=len(prior.marginals[i]))
+        assert share / share.sum() == pytest.approx(prior.marginals[i], abs=1e-6)
+
+
+def test_one_matching_person_does_not_speak_for_everyone():
+    """A combination seen once: the hidden feature's posterior keeps half its mass on the population's mix."""
+    rng = np.random.default_rng(3)
+    n = 2000
+    cols = {f"f{j}": [f"c{c}" for c in rng.integers(0, 12, n)] for j in range(6)}  # 12^6 ~ 3 million cells
+    prior = MixedPrior.fit(cols, categorical=list(cols), max_cells=5000)
+    X = np.array([prior.row({k: v[r] for k, v in cols.items()}) for r in range(n)])
+    revealed = X[:, :5]
+    _, first, counts = np.unique(revealed, axis=0, return_index=True, return_counts=True)
+    person = X[first[np.flatnonzero(counts == 1)[0]]]  # the only training row with its first five values
+    post = prior.posterior({f"f{j}": person[j] for j in range(5)})
+    probs = post.category_probabilities(prior.index("f5"))
+    own = probs[int(person[5])]
+    # Witten-Bell: 1 row of 1 distinct cell leaves 1 / (1 + 1) to the independence model, i.e. ~1/12 each.
+    assert own == pytest.approx(0.5 + 0.5 * prior.marginals[5][int(person[5])], abs=0.02)
+    assert len(probs) == 12 and min(probs.values()) > 0.02
+
+
+def test_remembered_decisions_match_the_model_and_follow_a_retrained_one(many_categories):
+    """On an all-categorical prior the model's decisions are remembered per row, and forgotten when it changes."""
+    from localpers.disclosure.select import _evaluator
+
+    prior, X, y = many_categories
+    model = HistGradientBoostingClassifier(categorical_features=[True] * len(SIZES), max_iter=20,
+                                           random_state=0).fit(X, y)
+    config = DisclosureConfig(encoding="codes")
+    evaluator, _ = _evaluator(model, prior, config)
+    rows = prior.sample(3000, np.random.default_rng(4))
+    assert np.array_equal(evaluator.decide(rows), model.predict(rows).astype(int))
+    assert np.array_equal(evaluator.decide(rows[::-1]), model.predict(rows[::-1]).astype(int))
+    model.fit(X, ~y)  # retrained in place: the same object now decides the opposite
+    again, _ = _evaluator(model, prior, config)
+    assert np.array_equal(again.decide(rows), model.predict(rows).astype(int))

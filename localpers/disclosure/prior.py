@@ -28,7 +28,15 @@ product: it keeps the combinations seen in the data, with their counts, plus
 per-feature frequencies) that carry the pseudo-count mass. Revealing a category
 filters the seen cells but *sets* the synthetic ones to it (weighted by that
 category's frequency), so a combination never seen still gets probability, as
-under the independence model; memory grows with the data, not the product. :class:`MixedPrior` estimates cell probabilities with a Dirichlet
+under the independence model; memory grows with the data, not the product. The
+synthetic cells hold every category of every feature in proportion to its frequency
+(a Latin hypercube over categories, so a rare category is never left out) and are
+weighted so that each category carries exactly its marginal probability. As
+categories are revealed, the independence model keeps the share ``T / (N + T)``
+of the mass, where ``N`` training rows in ``T`` distinct cells match what is revealed
+(Witten-Bell back-off, as in language models): a combination matched by one
+training person is half that person, half the population's mix, never that one
+person alone. :class:`MixedPrior` estimates cell probabilities with a Dirichlet
 pseudo-count centred on the product of the per-feature frequencies, so that
 combinations never seen in training keep a little probability, and shrinks each
 cell's means towards a main-effects (additive) model, so sparse cells borrow
@@ -96,6 +104,7 @@ class Prior:
         # Synthetic cells (see MixedPrior.fit): drawn from the independence model, never filtered by a revealed
         # category but set to it, so that combinations never seen keep their share of probability.
         self.synthetic = np.zeros(len(self.weights), dtype=bool)
+        self.counts = np.zeros(len(self.weights))  # training rows in each listed cell (0 for synthetic ones)
         self.marginals: dict[int, np.ndarray] = {}  # categorical feature -> category probabilities
         self.effects: dict[int, np.ndarray] = {}  # categorical feature -> each category's shift of numeric means
         self._position = {name: i for i, name in enumerate(self.names)}
@@ -212,7 +221,8 @@ class Prior:
         Values are given as for :meth:`code` (category names or codes both work).
         """
         post = Posterior(self, {}, self.numeric.copy(), self.categorical.copy(), self.weights.copy(),
-                         self.cells.copy(), self.means.copy(), self.cov.copy(), self.synthetic.copy())
+                         self.cells.copy(), self.means.copy(), self.cov.copy(), self.synthetic.copy(),
+                         self.counts.copy())
         for key, value in (known or {}).items():
             i = key if isinstance(key, (int, np.integer)) else self.index(key)
             if isinstance(value, (float, np.floating)) and self.features[i].is_categorical:
@@ -245,10 +255,13 @@ class Posterior:
     means: np.ndarray
     cov: np.ndarray
     synthetic: np.ndarray | None = None  # per component: a synthetic cell (see Prior)
+    counts: np.ndarray | None = None  # per component: training rows in its cell (0 for synthetic ones)
 
     def __post_init__(self) -> None:
         if self.synthetic is None:
             self.synthetic = np.zeros(len(self.weights), dtype=bool)
+        if self.counts is None:
+            self.counts = np.zeros(len(self.weights))
 
     @property
     def hidden(self) -> list[int]:
@@ -280,9 +293,21 @@ class Posterior:
                 # A combination the prior never listed: back off to "this feature says nothing about the rest".
                 keep = np.ones(len(weights), dtype=bool)
                 weights = self.weights.copy()
+            seen = keep & ~self.synthetic
+            if self.synthetic.any() and seen.any():
+                # Witten-Bell back-off: where N training rows of T distinct cells share the revealed categories,
+                # the independence model keeps T / (N + T) of the mass. (The Dirichlet pseudo-count alone would
+                # shrink it with the combination's prior probability, letting one matching person speak for all.)
+                n_rows, n_types = self.counts[seen].sum(), np.count_nonzero(self.counts[seen])
+                share = n_types / (n_rows + n_types) if n_rows > 0 else 1.0
+                synth = keep & self.synthetic
+                if synth.any() and 0 < share < 1:
+                    weights = weights.copy()
+                    weights[synth] *= share / (1 - share) * weights[seen].sum() / weights[synth].sum()
             weights = weights[keep] / weights[keep].sum()
             return Posterior(self.prior, known, self.num_idx, np.delete(self.cat_idx, p), weights,
-                             np.delete(self.cats[keep], p, axis=1), means[keep], self.cov, self.synthetic[keep])
+                             np.delete(self.cats[keep], p, axis=1), means[keep], self.cov, self.synthetic[keep],
+                             self.counts[keep])
         p = int(np.flatnonzero(self.num_idx == i)[0])
         var = max(self.cov[p, p], 1e-300)
         gain = self.cov[:, p] / var
@@ -297,7 +322,7 @@ class Posterior:
         return Posterior(self.prior, known, np.delete(self.num_idx, p), self.cat_idx,
                          weights[keep] / weights[keep].sum(),
                          self.cats[keep], np.delete(means[keep], p, axis=1),
-                         np.delete(np.delete(cov, p, axis=0), p, axis=1), self.synthetic[keep])
+                         np.delete(np.delete(cov, p, axis=0), p, axis=1), self.synthetic[keep], self.counts[keep])
 
     def compress(self, max_components: int, rng: np.random.Generator) -> "Posterior":
         """At most ``max_components`` components, resampled in proportion to their weights (systematic resampling).
@@ -311,7 +336,7 @@ class Posterior:
                            len(self.weights) - 1)
         keep, counts = np.unique(picks, return_counts=True)
         return Posterior(self.prior, self.known, self.num_idx, self.cat_idx, counts / counts.sum(),
-                         self.cats[keep], self.means[keep], self.cov, self.synthetic[keep])
+                         self.cats[keep], self.means[keep], self.cov, self.synthetic[keep], self.counts[keep])
 
     def base_row(self) -> np.ndarray:
         row = np.full(len(self.prior.names), np.nan)
@@ -456,6 +481,35 @@ def _independent(cells: np.ndarray, marginals: Sequence[np.ndarray]) -> np.ndarr
     return out
 
 
+def _synthetic_cells(marginals: Sequence[np.ndarray], n: int, rng: np.random.Generator,
+                     sweeps: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` cells standing for the independence model, and their weights (summing to 1).
+
+    Drawn at random, a rare category may get no cell at all, and then no combination
+    containing it is ever possible where the independence model is used. So each feature's
+    column holds every category, in proportion to its frequency (at least once; a Latin
+    hypercube over categories), shuffled independently of the other columns; then the
+    weights are raked (iterative proportional fitting) until every category carries exactly
+    its marginal probability.
+    """
+    columns = []
+    for m in marginals:
+        p = m / m.sum()
+        copies = np.maximum(1, np.floor(p * (n - len(p))).astype(int))  # at least one cell per category
+        short = n - copies.sum()
+        if short > 0:  # hand out the rest by largest remainder
+            np.add.at(copies, np.argsort(-(p * n - copies))[np.arange(short) % len(p)], 1)
+        columns.append(rng.permutation(np.repeat(np.arange(len(p)), copies)[:n]))
+    cells = np.column_stack(columns)
+    weights = np.full(n, 1.0 / n)
+    for _ in range(sweeps):
+        for j, m in enumerate(marginals):
+            have = np.bincount(cells[:, j], weights=weights, minlength=len(m))
+            weights *= (m / m.sum() / np.maximum(have, 1e-300))[cells[:, j]]
+        weights /= weights.sum()
+    return cells, weights
+
+
 def _columns(data: Any, names: Sequence[str] | None) -> dict[str, list[Any] | np.ndarray]:
     """Accept a ``{name: column}`` mapping, a list of ``{name: value}`` rows, or a 2-D array with ``names``."""
     if isinstance(data, Mapping):
@@ -578,12 +632,11 @@ class MixedPrior(Prior):
             cells, cell_of_row = np.unique(codes, axis=0, return_inverse=True)
             cell_of_row = cell_of_row.ravel()
             counts = np.bincount(cell_of_row, minlength=len(cells)).astype(float)
-            n_extra = min(max(max_cells - len(cells), 0), max(256, len(cells)))
-            rng = np.random.default_rng(0)
-            extra = np.column_stack([rng.choice(size, n_extra, p=m / m.sum()) for size, m in zip(sizes, marginals)])
+            n_extra = min(max(max_cells - len(cells), 0), max(256, len(cells), max(sizes)))
+            extra, extra_w = _synthetic_cells(marginals, n_extra, np.random.default_rng(0))
             # The seen cells carry their counts; the synthetic ones, drawn from the independence model, share
-            # the pseudo-count mass alpha equally (a Monte-Carlo stand-in for the whole independence model).
-            weights = np.concatenate([counts, np.full(len(extra), alpha / max(len(extra), 1))])
+            # the pseudo-count mass alpha (a Monte-Carlo stand-in for the whole independence model).
+            weights = np.concatenate([counts, alpha * extra_w])
             weights /= weights.sum()
             synthetic = np.concatenate([np.zeros(len(cells), bool), np.ones(len(extra), bool)])
             cells = np.vstack([cells, extra])
@@ -611,6 +664,7 @@ class MixedPrior(Prior):
         cov = _shrunk_covariance(X - means[cell_of_row])
         prior = cls(features, cells, weights, means, cov, fitted)
         prior.synthetic = synthetic
+        prior.counts = counts
         cat_index = [features.index(f) for f in cat]
         prior.marginals = {i: m / m.sum() for i, m in zip(cat_index, marginals)}
         prior.effects = {i: e for i, e in zip(cat_index, effects)}

@@ -21,13 +21,30 @@ Why it cannot lose to the base order: the base order's own choice is always one
 of the candidates, and a rollout that picks, at every step, an action whose
 "act, then follow the base order" cost is no higher than the base order's own
 has an expected total cost no higher than the base order's (the policy
-improvement property of rollout; by induction over the steps). The near-dominance
-rule makes deviations rare and only where simulation shows a saving person by
-person, so sampling noise cannot turn the guarantee into a loss. Agreement is
-untouched: every policy stops by the same rule, which certifies the announced
-decision given the revealed values, whatever chose them. What is guaranteed is
-expectation under the prior; on real data it holds as far as the prior fits
-(``bench/disclosure.py`` checks it on three data sets and two models each).
+improvement property of rollout; by induction over the steps: if the policy
+"deviate now, follow the base order after" costs no more than the base order,
+then deviating again later, by the same test, costs no more than that). The
+near-dominance rule makes deviations rare and only where simulation shows a
+saving person by person, so sampling noise cannot turn the guarantee into a
+loss; where no deviation passes the test the selector *is* the base order, step
+for step. Agreement is untouched: every policy stops by the same rule, which
+certifies the announced decision given the revealed values, whatever chose them.
+What is guaranteed is expectation under the prior; on real data it holds as far
+as the prior fits (``bench/disclosure.py`` checks it on three data sets, none
+used to set any constant here, and two models each).
+
+Cost: the base order's own path is simulated first; when it already stops after
+its next reveal on nearly every draw, no other candidate could save enough to
+pass the test, and none is simulated (an exact shortcut: the choice is the one
+the full comparison would make). For a model run by Monte-Carlo on a prior whose
+features take few values (categories, discrete margins), the model's decision is
+remembered per distinct row, across people, and forgotten when the model's
+outputs on a fixed probe change (a model retrained in place).
+
+How well the stopping rule holds on people the prior was not fitted on depends on
+the prior not being overconfident where its data are thin; see
+:mod:`localpers.disclosure.prior` for how a prior over millions of category
+combinations keeps the independence model's share where few training rows match.
 
 The older **greedy** policy (``policy="greedy"``) reveals the feature expected to
 remove the most uncertainty, scored as below; it can miss features that only
@@ -442,7 +459,59 @@ def _decision_function(model: Any, prior: Prior,
     labels = tuple(config.labels if config.labels is not None else getattr(model, "classes_", range(n_classes)))
     if len(labels) != n_classes:
         raise LocalpersError(f"the model gives {n_classes} classes but {len(labels)} labels were given")
-    return (lambda X: outputs(X).argmax(axis=1)), labels
+
+    def decide(X: np.ndarray) -> np.ndarray:
+        return outputs(X).argmax(axis=1)
+
+    decide.outputs = outputs  # type: ignore[attr-defined]  # for _remembered's fingerprint of the model
+    return decide, labels
+
+
+class _RememberedDecisions:
+    """The model's decision for each distinct row, remembered across calls and across people.
+
+    When every feature takes few values (categories, discrete margins), the rows drawn
+    from posteriors repeat a lot: the model runs only on rows it has not seen yet.
+    """
+
+    def __init__(self, decide: Callable[[np.ndarray], np.ndarray], limit: int = 1_000_000) -> None:
+        self.decide = decide
+        self.known: dict[bytes, int] = {}
+        self.limit = limit
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        X = np.ascontiguousarray(X, dtype=float)
+        unique, inverse = np.unique(X, axis=0, return_inverse=True)
+        keys = [r.tobytes() for r in unique]
+        out = np.fromiter((self.known.get(k, -1) for k in keys), dtype=int, count=len(keys))
+        new = np.flatnonzero(out < 0)
+        if len(new):
+            out[new] = np.asarray(self.decide(unique[new])).astype(int)
+            if len(self.known) + len(new) > self.limit:
+                self.known.clear()  # bounded memory: start afresh rather than grow
+            self.known.update(zip((keys[k] for k in new), out[new].tolist()))
+        return out[inverse.ravel()]
+
+
+def _remembered(decide: Callable[[np.ndarray], np.ndarray], model: Any, prior: Prior,
+                config: DisclosureConfig) -> Callable[[np.ndarray], np.ndarray]:
+    """``decide`` with its answers remembered per model and prior, when the prior's rows take few values.
+
+    The memory lives on the prior (like the importance order) and is dropped when the model's
+    outputs on a fixed probe change (a model retrained in place).
+    """
+    discrete = all(i in prior.margins and prior.margins[i].discrete for i in prior.numeric)
+    outputs = getattr(decide, "outputs", None)
+    if not discrete or outputs is None:
+        return decide
+    probe = prior.sample(32, np.random.default_rng(12345))
+    fingerprint = hash(np.asarray(outputs(probe), dtype=float).round(9).tobytes())
+    cache = prior.__dict__.setdefault("_decision_cache", {})
+    key = (id(model), config.encoding if isinstance(config.encoding, str) else id(config.encoding))
+    hit = cache.get(key)
+    if hit is None or hit[0] is not model or hit[1] != fingerprint:
+        hit = cache[key] = (model, fingerprint, _RememberedDecisions(decide))
+    return hit[2]
 
 
 def _torch_if_module(model: Any) -> Any:
@@ -627,7 +696,7 @@ class _ClosedForm:
                 synth = post.synthetic[None, :, None]
                 # Synthetic cells are set to the revealed category (weighted by its probability), not filtered.
                 match = match | synth
-                alive = np.concatenate([np.ones((n, k, 1), bool), np.cumprod(match, axis=-1).astype(bool)], axis=-1)
+                alive = np.concatenate([np.ones((n, k, 1), bool), np.logical_and.accumulate(match, axis=-1)], axis=-1)
                 if post.synthetic.any():
                     feats = [int(post.cat_idx[q]) for q in cats]
                     logm = np.stack([np.log(post.prior.marginals[f][values[:, t]]) for t, f in enumerate(feats)], 1)
@@ -643,16 +712,28 @@ class _ClosedForm:
                 alive = np.ones((n, k, 1), bool)
             c_or_0 = c_t if cats else np.zeros_like(c_t)
             cs_idx = c_t if cat_shift.shape[2] > 1 else np.zeros_like(c_t)
-            logw = (loglik[:, :, n_t] + logw0[None, :, None] + np.where(alive[:, :, c_or_0], 0.0, -np.inf)
-                    + cat_logw[:, :, cs_idx])
-            logw -= logw.max(axis=1, keepdims=True)
-            w = np.exp(logw)
-            w /= w.sum(axis=1, keepdims=True)
-            mean = means_s[None, :, None] + shift[:, :, n_t] + cat_shift[:, :, cs_idx]
+            # Only the terms this order has are added: with no numbers, or no synthetic cells, skip theirs.
+            logw = np.broadcast_to(logw0[None, :, None], (n, k, t_len))
+            if nums:
+                logw = logw + loglik[:, :, n_t]
+            if cat_logw.shape[2] > 1:
+                logw = logw + cat_logw[:, :, cs_idx]
+            logw = np.where(alive[:, :, c_or_0], logw, -np.inf)
+            w = np.exp(logw - logw.max(axis=1, keepdims=True))
+            mean = np.broadcast_to(means_s[None, :, None], (n, k, t_len))
+            if nums:
+                mean = mean + shift[:, :, n_t]
+            if cat_shift.shape[2] > 1:
+                mean = mean + cat_shift[:, :, cs_idx]
             step_sd = np.sqrt(np.clip(var[n_t], 0.0, None))
             tiny = 1e-12 * (1 + np.abs(means_s).max())
-            z = np.where(step_sd > tiny, normal_cdf(mean / np.maximum(step_sd, tiny)), (mean > 0).astype(float))
-            p = (w * z).sum(axis=1)
+            if (step_sd > tiny).all():
+                z = normal_cdf(mean / step_sd)
+            elif not (step_sd > tiny).any():  # nothing numeric left to hide: the score is known per component
+                z = mean > 0
+            else:
+                z = np.where(step_sd > tiny, normal_cdf(mean / np.maximum(step_sd, tiny)), mean > 0)
+            p = (w * z).sum(axis=1) / w.sum(axis=1)
             out[c] = np.maximum(p, 1 - p)
         return out
 
@@ -747,16 +828,24 @@ class _MonteCarlo:
         uniforms = rng.random(m)
         normals = rng.standard_normal((m, len(post.num_idx)))
         blocks = []
-        for order in orders:
-            for row in X:
-                step = post
-                for i in order[:horizon]:
-                    step = step.given(int(i), row[i])
-                    blocks.append(step.sample(m, rng, uniforms=uniforms, normals=normals))
-        decisions = _chunked(self.decide, np.concatenate(blocks)).reshape(len(orders), len(X), horizon, m)
+        which = np.empty((len(orders), len(X), horizon), dtype=int)  # the block of draws for each prefix
+        for r, row in enumerate(X):
+            # The candidate orders share many prefixes as sets ({b1, b0} is the base order's first two):
+            # each distinct set of revealed features is conditioned on and sampled once.
+            seen: dict[frozenset, tuple[Posterior, int]] = {}
+            for c, order in enumerate(orders):
+                step, prefix = post, frozenset()
+                for t, i in enumerate(order[:horizon]):
+                    prefix = prefix | {int(i)}
+                    if prefix not in seen:
+                        after = step.given(int(i), row[i])
+                        seen[prefix] = (after, len(blocks))
+                        blocks.append(after.sample(m, rng, uniforms=uniforms, normals=normals))
+                    step, which[c, r, t] = seen[prefix]
+        decisions = _chunked(self.decide, np.concatenate(blocks)).reshape(len(blocks), m)
         top = np.max([(decisions == label).sum(-1) for label in range(self.n_labels)], axis=0) / m
         out = np.zeros((len(orders), len(X), orders.shape[1]))
-        out[:, :, :horizon] = top
+        out[:, :, :horizon] = top[which]
         return out
 
 
@@ -918,7 +1007,7 @@ def _evaluator(model: Any, prior: Prior, config: DisclosureConfig) -> tuple[_Clo
                                  "linear model (optionally after scalers) and a prior with Gaussian margins; "
                                  "use method='monte-carlo'")
     decide, labels = _decision_function(model, prior, config)
-    return _MonteCarlo(decide, len(labels), config), labels
+    return _MonteCarlo(_remembered(decide, model, prior, config), len(labels), config), labels
 
 
 def _assess(evaluator: _ClosedForm | _MonteCarlo, post: Posterior, rng: np.random.Generator) -> _Assessment:
@@ -966,25 +1055,45 @@ def _rollout_choice(evaluator: _ClosedForm | _MonteCarlo, post: Posterior, base:
     when its saving is positive by more than twice its standard error.
     """
     monte_carlo = isinstance(evaluator, _MonteCarlo)
-    n_cands = min(config.rollout_candidates, evaluator.rollout_candidates) if monte_carlo \
+    # The closed-form paths filter cells by category the plain way; a sparse prior's synthetic cells follow
+    # the back-off of Posterior.given instead, so there each prefix is conditioned on exactly (fewer, slower).
+    by_conditioning = not monte_carlo and bool(post.synthetic.any())
+    short = monte_carlo or by_conditioning
+    n_cands = min(config.rollout_candidates, _MonteCarlo.rollout_candidates) if short \
         else config.rollout_candidates
     if len(post.weights) > 64:
         n_cands = min(n_cands, 6)  # many mixture components: each candidate costs more, so try fewer
     cands = base[:n_cands]
     if len(cands) < 2:
         return base[0], "next in importance order"
-    n_people = evaluator.rollout_people if monte_carlo else config.rollout_samples
-    # Bound the look-ahead's work and memory: at most as many mixture components as ~300k cells per array.
+    n_people = _MonteCarlo.rollout_people if short else config.rollout_samples
+    # Bound the look-ahead's work and memory: at most as many mixture components as ~100k cells per array.
     # (Fewer would be faster but conditioning on a category then leaves too few components: overconfidence.)
-    limit = evaluator.rollout_components if monte_carlo else max(64, 300_000 // (n_people * (len(base) + 1)))
+    limit = evaluator.rollout_components if monte_carlo else max(64, 100_000 // (n_people * (len(base) + 1)))
     small = post.compress(limit, rng)
     X = small.sample(n_people, rng)
     orders = np.array([[j] + [i for i in base if i != j] for j in cands])
-    conf = evaluator.confidence_paths(small, orders, X, rng)  # (C, N, T)
-    stopped = conf >= target
-    first = np.where(stopped.any(axis=2), stopped.argmax(axis=2), orders.shape[1] - 1)
     prices = np.cumsum(np.array([[price[int(i)] for i in order] for order in orders]), axis=1)  # (C, T)
-    spent = np.take_along_axis(prices[:, None, :].repeat(len(X), 1), first[..., None], axis=2)[..., 0]  # (C, N)
+
+    def spent_on(rows: slice) -> np.ndarray:
+        """What each order in ``orders[rows]`` costs each drawn person, on the same random numbers."""
+        if by_conditioning:
+            conf = _conditioned_paths(evaluator, post, orders[rows], X, _MonteCarlo.rollout_horizon)
+        else:
+            conf = evaluator.confidence_paths(small, orders[rows], X, np.random.default_rng(paths_seed))  # (C, N, T)
+        stopped = conf >= target
+        first = np.where(stopped.any(axis=2), stopped.argmax(axis=2), orders.shape[1] - 1)
+        return np.take_along_axis(prices[rows][:, None, :].repeat(len(X), 1), first[..., None], axis=2)[..., 0]
+
+    paths_seed = int(rng.integers(2**63))
+    spent_base = spent_on(slice(0, 1))
+    # No other candidate can save more than the base order spends beyond one reveal: when that is already
+    # too little to count as a clear saving (below), the others need not be simulated at all.
+    cheapest = min(price[int(j)] for j in cands[1:])
+    if np.mean(np.maximum(spent_base[0] - cheapest, 0.0)) <= 0.05:
+        return base[0], (f"next in importance order: revealing it first is expected to stop after "
+                         f"{spent_base[0].mean():.1f} features, which no other choice can clearly beat")
+    spent = np.concatenate([spent_base, spent_on(slice(1, None))])  # (C, N)
     saving = spent[0][None, :] - spent  # paired with the base choice on the same draws
     mean = saving.mean(axis=1)
     se = saving.std(axis=1, ddof=1) / math.sqrt(len(X))
@@ -1000,3 +1109,24 @@ def _rollout_choice(evaluator: _ClosedForm | _MonteCarlo, post: Posterior, base:
     name = post.prior.names
     return int(cands[best]), (f"expected to stop after {expected[best]:.1f} features when revealed next, "
                               f"vs {expected[0]:.1f} for importance order's next ({name[cands[0]]})")
+
+
+def _conditioned_paths(evaluator: _ClosedForm, post: Posterior, orders: np.ndarray, X: np.ndarray,
+                       horizon: int) -> np.ndarray:
+    """Exact confidence after each of the first ``horizon`` steps of each order, by conditioning ``post`` itself.
+
+    Shape (orders, len(X), steps), later steps 0. Each distinct set of revealed features is
+    conditioned on once per drawn person (orders share prefixes as sets).
+    """
+    out = np.zeros((len(orders), len(X), orders.shape[1]))
+    for r, row in enumerate(X):
+        seen: dict[frozenset, tuple[Posterior, float]] = {}
+        for c, order in enumerate(orders):
+            step, prefix = post, frozenset()
+            for t, i in enumerate(order[:horizon]):
+                prefix = prefix | {int(i)}
+                if prefix not in seen:
+                    after = step.given(int(i), row[i])
+                    seen[prefix] = (after, evaluator.assess(after).confidence)
+                step, out[c, r, t] = seen[prefix]
+    return out
