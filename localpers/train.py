@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from . import models
-from .adapters import Recipe, load_recipe
+from .adapters import Recipe, recipe_for_model
 from .errors import LocalpersError
 from .paths import default_threads, models_dir
 from .playback import PlaybackConfig, playback
@@ -104,8 +104,8 @@ class TrainConfig:
     playback: PlaybackConfig = field(default_factory=PlaybackConfig)
 
     def recipe(self) -> Recipe:
-        """The model's recipe with this config's overrides applied."""
-        base = load_recipe(self.model)
+        """The model's recipe (found by its GGUF's architecture) with this config's overrides applied."""
+        base = recipe_for_model(self.model)
         overrides = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                      if f.name in {r.name for r in dataclasses.fields(Recipe)} and getattr(self, f.name) is not None}
         return dataclasses.replace(base, **overrides)
@@ -157,6 +157,7 @@ class TrainResult:
     playback_sources: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     recipe: Recipe | None = None
+    base_model: str = ""  # the registry name or GGUF path trained on (the adapter is verified there)
     model: Any = None
     tokenizer: Any = None
     samples: list = field(default_factory=list)  # the training Samples (in memory only)
@@ -652,7 +653,8 @@ def train_adapter(vault: Any, config: TrainConfig | None = None, *, progress: Pr
         train_tokens=state["tokens"], seconds=time.monotonic() - started,
         tokens_per_s=session_tokens / elapsed if elapsed > 0 and session_tokens else 0.0, peak_rss_mb=peak,
         resumed_from=resumed_from, cancelled=cancelled, stopped_early=stopped_early, playback_sources=sources,
-        notes=notes, recipe=recipe, model=model, tokenizer=tokenizer, samples=train, style=style)
+        notes=notes, recipe=recipe, base_model=str(config.model), model=model, tokenizer=tokenizer, samples=train,
+        style=style)
     if session_tokens and elapsed > 0:
         vault.cache.insert({"key": SPEED_KEY, "kind": "stat", "value": {"tokens_per_s": result.tokens_per_s}},
                            replace=True)
