@@ -3,8 +3,12 @@
 A recipe says how to train an adapter for one base model (rank, alpha, learning
 rate, epochs, max length, target modules), how prompts are laid out (the same
 layout is used for training and for writing, so the adapter sees at inference
-what it learned on), and how peft's module names map to llama.cpp's tensor names
-(for the GGUF export).
+what it learned on; an instruction-tuned model's layout is wrapped in the chat
+template its GGUF carries), and how peft's module names map to llama.cpp's tensor
+names (for the GGUF export).
+
+A GGUF file finds its recipe by its ``general.architecture`` (and, where several
+recipes share one, its ``general.basename``): :func:`recipe_for_model`.
 
 Example::
 
@@ -30,9 +34,11 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import re
+import struct
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -48,6 +54,11 @@ class Recipe:
 
     name: str
     architecture: str
+    basename: str = ""  # general.basename of the model's GGUF, to choose among recipes of one architecture
+    chat: bool = False  # wrap the prompt in the model's own chat template (instruction-tuned models)
+    chat_template: str = ""  # that template, read from the GGUF by recipe_for_model
+    bos_token: str = ""
+    eos_token: str = ""
     # LoRA
     rank: int = 16
     alpha: float = 32.0
@@ -76,6 +87,9 @@ class Recipe:
     # prompt layout and tensor names
     prompt: dict[str, str] = field(default_factory=dict)
     tensors: dict[str, str] = field(default_factory=dict)
+    # module -> the config attribute with its head count, for weights llama.cpp stores
+    # with rows permuted for its rope layout (llama's q and k); their LoRA B rows follow.
+    rope_permute: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ names
 
@@ -117,8 +131,9 @@ class Recipe:
             parts.append(p[mode].format(context=context.strip()))
         if instruction.strip():
             parts.append(p["instruction"].format(instruction=" ".join(instruction.split())))
-        parts.append(p["response"])
-        return "".join(parts)
+        if self.chat and self.chat_template:
+            return _chat(self.chat_template, self.bos_token, self.eos_token, "".join(parts).strip()) + p["response"]
+        return "".join(parts) + p["response"]
 
     @property
     def stop(self) -> list[str]:
@@ -135,13 +150,29 @@ def clip(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:") + " ..."
 
 
+@functools.lru_cache(maxsize=4)
+def _formatter(template: str, bos: str, eos: str) -> Any:
+    # Deferred: llama_cpp loads its C library. Its formatter is the one Engine.chat uses, so
+    # training, writing and chat render the template alike.
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos, add_generation_prompt=True)
+
+
+def _chat(template: str, bos: str, eos: str, user_text: str) -> str:
+    """``user_text`` as the user's turn of a chat, ready for the assistant's answer."""
+    return _formatter(template, bos, eos)(messages=[{"role": "user", "content": user_text}]).prompt
+
+
 _REQUIRED_PROMPT_KEYS = ("style", "facts", "examples", "example", "reply", "rewrite", "instruction", "response")
 
 
 def _from_toml(data: dict[str, Any], origin: str) -> Recipe:
     try:
         model = data["model"]
-        flat: dict[str, Any] = {"name": model["name"], "architecture": model["architecture"]}
+        flat: dict[str, Any] = {"name": model["name"], "architecture": model["architecture"],
+                                "basename": model.get("basename", ""), "chat": bool(model.get("chat", False)),
+                                "rope_permute": dict(model.get("rope_permute", {}))}
     except KeyError as exc:
         raise LocalpersError(f"recipe {origin} lacks [model] {exc.args[0]}") from None
     known = {f.name for f in fields(Recipe)}
@@ -185,22 +216,109 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
 def recipe_for_model(model: str | Path) -> Recipe:
     """The recipe for a base model given by registry name or GGUF path.
 
-    A path is matched by its file's identity against the registered models; an
-    unsupported model gets a clear error naming the supported ones.
+    A GGUF file is matched by its ``general.architecture`` (and ``general.basename``
+    where several recipes share the architecture), so any GGUF of a supported
+    architecture can be trained. A chat recipe gets the file's own chat template.
+    An unsupported model gets a clear error naming the supported ones.
+
+    >>> recipe_for_model("gemma3-270m").architecture
+    'gemma3'
     """
     from localpers import models
 
     key = str(model)
-    if key in available():
-        return load_recipe(key)
+    recipe = load_recipe(key) if key in available() else None
+    if recipe is not None and not recipe.chat:
+        return recipe  # no need to open the file
     path = models.ensure(model)
-    wanted = models.model_id(path)
-    for name in available():
-        if name in models.REGISTRY:
-            try:
-                if models.model_id(models.ensure(name)) == wanted:
-                    return load_recipe(name)
-            except LocalpersError:
-                continue
-    raise LocalpersError(f"no adapter recipe for the base model {path.name}; personal adapters support: "
-                         f"{', '.join(available())}")
+    if not (path.is_file() and path.suffix.lower() == ".gguf"):
+        raise LocalpersError(f"personal adapters need a GGUF base model; {path} is not one")
+    meta = gguf_metadata(path, ("general.architecture", "general.basename"))
+    if recipe is None:
+        arch = str(meta.get("general.architecture", "?"))
+        candidates = [r for r in map(load_recipe, available()) if r.architecture == arch]
+        if not candidates:
+            raise LocalpersError(f"no adapter recipe for {path.name} (architecture {arch!r}); personal adapters "
+                                 f"support {supported()}. Writing with it works, without an adapter.")
+        basename = str(meta.get("general.basename", "")).lower()
+        recipe = next((r for r in candidates if r.basename and r.basename == basename), candidates[0])
+    chat = ("tokenizer.chat_template", "tokenizer.ggml.tokens", "tokenizer.ggml.bos_token_id",
+            "tokenizer.ggml.eos_token_id")
+    meta = gguf_metadata(path, chat) if recipe.chat else {}
+    if meta.get("tokenizer.chat_template"):
+        tokens = meta.get("tokenizer.ggml.tokens") or []
+
+        def text(key: str) -> str:  # the bos/eos tokens' text, which a template may write out
+            i = meta.get(key)
+            return tokens[i] if isinstance(i, int) and 0 <= i < len(tokens) else ""
+
+        recipe = replace(recipe, chat_template=str(meta["tokenizer.chat_template"]),
+                         bos_token=text("tokenizer.ggml.bos_token_id"), eos_token=text("tokenizer.ggml.eos_token_id"))
+    return recipe
+
+
+def supported() -> str:
+    """The supported architectures and their recipes, for messages: ``gemma3 (gemma3-270m), ...``."""
+    return ", ".join(f"{r.architecture} ({r.name})" for r in map(load_recipe, available()))
+
+
+# ---------------------------------------------------------------------- GGUF metadata
+
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+
+def gguf_metadata(path: str | Path, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The key-value metadata of a GGUF file: numbers and strings (arrays are skipped).
+
+    ``keys``: read only until these are found (an array among them, such as
+    ``tokenizer.ggml.tokens``, is kept). Reading only the header takes milliseconds
+    where ``gguf.GGUFReader`` spends seconds building views of every tensor and token.
+    Raises LocalpersError for a file that is not GGUF.
+    """
+    st = Path(path).stat()
+    return _read_metadata(str(Path(path).resolve()), st.st_size, st.st_mtime_ns, tuple(keys))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_metadata(path: str, size: int, mtime_ns: int, keys: tuple[str, ...]) -> dict[str, Any]:
+    import mmap
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        if buf[:4] != b"GGUF" or struct.unpack_from("<I", buf, 4)[0] < 2:
+            raise LocalpersError(f"{path} is not a GGUF file of version 2 or later")
+        n_kv = struct.unpack_from("<Q", buf, 16)[0]
+        pos = 24
+
+        def string(pos: int) -> tuple[str, int]:
+            n = struct.unpack_from("<Q", buf, pos)[0]
+            return buf[pos + 8:pos + 8 + n].decode("utf-8", errors="replace"), pos + 8 + n
+
+        def value(kind: int, pos: int, keep: bool) -> tuple[Any, int]:
+            if kind == _STRING:
+                return string(pos)
+            if kind in _SCALARS:
+                return struct.unpack_from(_SCALARS[kind], buf, pos)[0], pos + struct.calcsize(_SCALARS[kind])
+            if kind != _ARRAY:
+                raise LocalpersError(f"{path}: unknown GGUF value type {kind}")
+            inner, count = struct.unpack_from("<IQ", buf, pos)
+            pos += 12
+            if inner in _SCALARS and not keep:  # fixed size: skip in one jump
+                return None, pos + count * struct.calcsize(_SCALARS[inner])
+            items = []
+            for _ in range(count):
+                item, pos = value(inner, pos, keep)
+                if keep:
+                    items.append(item)
+            return (items if keep else None), pos
+
+        out: dict[str, Any] = {}
+        for _ in range(n_kv):
+            key, pos = string(pos)
+            kind = struct.unpack_from("<I", buf, pos)[0]
+            found, pos = value(kind, pos + 4, keep=key in keys)
+            if found is not None and (key in keys or not keys):
+                out[key] = found
+            if keys and all(k in out for k in keys):
+                break
+        return out

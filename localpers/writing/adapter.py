@@ -50,12 +50,24 @@ MIN_CORRELATION = 0.99
 MAX_ERROR_RATIO = 1.0
 NOISE_ALLOWANCE = 2.0
 EFFECT_ALLOWANCE = 0.3
+# (instruction, style line, start of the answer): laid out by each recipe (see probes_for).
+PROBE_PARTS = (
+    ("Thank Anna for the quick reply and confirm the meeting on Monday.", "", ""),
+    ("Ask the team whether the report can be finished by Friday.", "", "Hi all,\n\n"),
+    ("Decline the invitation politely.", "Short and friendly.", "Dear"),
+    ("Send the slides to Peter.", "", "Hi Peter,\n\nHere are the"),
+)
 PROBES = (
     "Instruction: Thank Anna for the quick reply and confirm the meeting on Monday.\n\nEmail:\n",
     "Instruction: Ask the team whether the report can be finished by Friday.\n\nEmail:\nHi all,\n\n",
     "About my writing: Short and friendly.\n\nInstruction: Decline the invitation politely.\n\nEmail:\nDear",
     "Instruction: Send the slides to Peter.\n\nEmail:\nHi Peter,\n\nHere are the",
 )
+
+
+def probes_for(recipe: Recipe) -> tuple[str, ...]:
+    """The verification probes in ``recipe``'s prompt layout (for Gemma: :data:`PROBES`)."""
+    return tuple(recipe.format_prompt(ins, style=style) + start for ins, style, start in PROBE_PARTS)
 
 
 class AdapterError(LocalpersError):
@@ -146,6 +158,12 @@ def export_gguf(peft_model: Any, recipe: Recipe, *, base_model_id: str = "") -> 
     if config is not None and getattr(config, "use_rslora", False):
         raise AdapterError("rsLoRA scaling is not supported by llama.cpp's adapter format")
     pairs = lora_pairs(peft_model)
+    if recipe.rope_permute:
+        config = peft_model.get_base_model().config if hasattr(peft_model, "get_base_model") else peft_model.config
+        for module, (a, b) in pairs.items():
+            attribute = recipe.rope_permute.get(module.rsplit(".", 1)[-1])
+            if attribute:
+                pairs[module] = (a, rope_permute(b, int(getattr(config, attribute))))
     with plaintext_file(b"") as path:
         writer = gguf.GGUFWriter(str(path), recipe.architecture)
         writer.add_string("general.type", "adapter")
@@ -164,6 +182,17 @@ def export_gguf(peft_model: Any, recipe: Recipe, *, base_model_id: str = "") -> 
         writer.close()
         with open(path, "rb") as f:
             return f.read()
+
+
+def rope_permute(rows: np.ndarray, n_heads: int) -> np.ndarray:
+    """``rows`` in llama.cpp's order for a llama q/k weight: within each head, the two rope
+    halves interleaved (what llama.cpp's HF-to-GGUF conversion does to the base weight).
+
+    >>> rope_permute(np.arange(8).reshape(8, 1), 2).ravel().tolist()
+    [0, 2, 1, 3, 4, 6, 5, 7]
+    """
+    n = rows.shape[0]
+    return rows.reshape(n_heads, 2, n // n_heads // 2, *rows.shape[1:]).swapaxes(1, 2).reshape(rows.shape)
 
 
 # ---------------------------------------------------------------------- verification
@@ -327,18 +356,19 @@ class Adapter:
 
 
 def install_verified(vault: Vault, gguf_bytes: bytes, peft_model: Any, tokenizer: Any, engine: Any, *,
-                     recipe: Recipe, n_texts: int, scores: dict | None = None, extra: dict | None = None
-                     ) -> AdapterInfo:
+                     recipe: Recipe, n_texts: int, scores: dict | None = None, extra: dict | None = None,
+                     base_model: str | None = None) -> AdapterInfo:
     """Verify ``gguf_bytes`` against ``peft_model`` in ``engine``, then install it; refuse it otherwise.
 
-    Raises :class:`AdapterError` (nothing installed; any previous adapter stays) when the
-    engine runs another base model, or llama.cpp and peft disagree.
+    ``base_model`` (registry name or GGUF path; default the recipe's model) is what the
+    adapter was trained on. Raises :class:`AdapterError` (nothing installed; any previous
+    adapter stays) when the engine runs another base model, or llama.cpp and peft disagree.
     """
     base_id = models.model_id(engine.model_path)
-    expected = models.model_id(models.ensure(recipe.name))
-    if base_id != expected:
-        raise AdapterError(f"the adapter was trained on {recipe.name}; the engine runs {engine.model_path.name}")
-    check = verify(engine, gguf_bytes, peft_model, tokenizer)
+    trained_on = models.ensure(base_model or recipe.name)
+    if base_id != models.model_id(trained_on):
+        raise AdapterError(f"the adapter was trained on {trained_on.name}; the engine runs {engine.model_path.name}")
+    check = verify(engine, gguf_bytes, peft_model, tokenizer, probes_for(recipe))
     if not check.passed:
         raise AdapterError(f"the exported adapter does not behave like the trained one in llama.cpp ({check.reason}); "
                            "it was not installed")

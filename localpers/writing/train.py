@@ -60,7 +60,7 @@ import psutil
 
 from .. import models
 from .. import threads as threads_mod
-from ..adapters import Recipe, load_recipe
+from ..adapters import Recipe, load_recipe, recipe_for_model
 from ..errors import LocalpersError
 from ..history import History
 from ..llm import Engine
@@ -113,8 +113,8 @@ class TrainConfig:
     playback: PlaybackConfig = field(default_factory=PlaybackConfig)
 
     def recipe(self) -> Recipe:
-        """The model's recipe with this config's overrides applied."""
-        base = load_recipe(self.model)
+        """The model's recipe (found by its GGUF's architecture) with this config's overrides applied."""
+        base = recipe_for_model(self.model)
         overrides = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                      if f.name in {r.name for r in dataclasses.fields(Recipe)} and getattr(self, f.name) is not None}
         return dataclasses.replace(base, **overrides)
@@ -166,6 +166,7 @@ class TrainResult:
     playback_sources: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     recipe: Recipe | None = None
+    base_model: str = ""  # the registry name or GGUF path trained on (the adapter is verified there)
     model: Any = None
     tokenizer: Any = None
     samples: list = field(default_factory=list)  # the training Samples (in memory only)
@@ -744,7 +745,7 @@ def finish_run(run: Run, out: Outcome, config: TrainConfig, *, started: float) -
         tokens_per_s=out.session_tokens / elapsed if elapsed > 0 and out.session_tokens else 0.0,
         peak_rss_mb=out.peak_rss_mb, resumed_from=run.resumed_from, cancelled=out.cancelled,
         stopped_early=out.stopped_early, playback_sources=run.sources, notes=run.notes, recipe=recipe, model=model,
-        tokenizer=tokenizer, samples=run.train, style=run.style)
+        tokenizer=tokenizer, samples=run.train, style=run.style, base_model=str(config.model))
     if out.session_tokens and elapsed > 0:
         run.vault.cache.insert({"key": SPEED_KEY, "kind": "stat", "value": {"tokens_per_s": result.tokens_per_s}},
                                replace=True)
@@ -756,7 +757,8 @@ def install_trained(vault: Vault, result: TrainResult, *, engine: Any = None,
     """Export a :class:`TrainResult`'s model, verify it, and install it (see :func:`install_verified`)."""
     tell = progress or (lambda p: None)
     recipe = result.recipe or load_recipe("gemma3-270m")
-    engine = engine or Engine.shared(recipe.name)
+    base_model = result.base_model or recipe.name
+    engine = engine or Engine.shared(base_model)
     tell(TrainProgress("exporting", result.steps, result.total_steps, message="writing the GGUF adapter"))
     data = export_gguf(result.model, recipe, base_model_id=models.model_id(engine.model_path))
     tell(TrainProgress("verifying", result.steps, result.total_steps,
@@ -764,7 +766,7 @@ def install_trained(vault: Vault, result: TrainResult, *, engine: Any = None,
     scores = {"base_heldout_loss": result.base_heldout_loss, "heldout_loss": result.heldout_loss,
               "steps": result.steps, "train_tokens": result.train_tokens}
     return install_verified(vault, data, result.model, result.tokenizer, engine, recipe=recipe,
-                            n_texts=result.n_texts, scores=scores,
+                            n_texts=result.n_texts, scores=scores, base_model=base_model,
                             extra={"n_train": result.n_train, "n_heldout": result.n_heldout,
                                    "playback": result.playback_sources})
 
