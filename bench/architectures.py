@@ -22,10 +22,10 @@ from importlib import resources
 
 import numpy as np
 
-from localpers import adapter
+from localpers.writing import adapter
 from localpers.adapters import recipe_for_model
 from localpers.llm import Engine
-from localpers.train import Sample, encode, response_loss, training_model
+from localpers.writing.train import Sample, encode, response_loss, training_model
 
 MODELS = ("gemma3-270m", "smollm2-135m-instruct")
 

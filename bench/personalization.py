@@ -119,7 +119,7 @@ def style_scores(embedder, generated: list[str], own: list[str], other: list[str
 
 def fidelity_scores(embedder, generated: list[str], references: list[str], instructions: list[str]) -> dict:
     """Key-fact recall of the instruction's and the real email's facts, and draft-to-real-email similarity."""
-    from localpers.writing.writer import has_fact, key_facts
+    from localpers.writing.context import has_fact, key_facts
 
     def recall(sources: list[str]) -> float:
         shares = []

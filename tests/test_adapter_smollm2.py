@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from localpers import adapter, models
+from localpers import models
+from localpers.writing import adapter
 from localpers.adapters import recipe_for_model
 from localpers.errors import LocalpersError
 from localpers.history import History
 from localpers.llm import Engine
-from localpers.playback import PlaybackConfig
-from localpers.train import TrainConfig, attach_lora, load_base, train_adapter
+from localpers.writing.playback import PlaybackConfig
+from localpers.writing.train import TrainConfig, attach_lora, load_base, train_adapter
 from localpers.vault import Vault
 from test_train import TEXTS
 

@@ -13,7 +13,7 @@
 
 Example::
 
-    >>> from localpers import adapter
+    >>> from localpers.writing import adapter
     >>> data = adapter.export_gguf(result.model, result.recipe)                  # doctest: +SKIP
     >>> report = adapter.verify(engine, data, result.model, result.tokenizer)    # doctest: +SKIP
     >>> report.correlation >= 0.99                                               # doctest: +SKIP

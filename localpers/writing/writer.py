@@ -51,8 +51,7 @@ from ..llm import Engine
 from ..paths import Config
 from ..vault import coarse_time
 from .adapter import load as load_adapter
-from .context import (WRITTEN_KINDS, Example, has_fact, key_facts, readiness_message,  # noqa: F401  (has_fact re-exported)
-                      retrieve, style_summary)
+from .context import WRITTEN_KINDS, Example, key_facts, readiness_message, retrieve, style_summary
 
 if TYPE_CHECKING:
     from ..vault import Vault
