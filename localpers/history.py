@@ -167,12 +167,21 @@ def normalize(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
+def heading(metadata: dict | None) -> str:
+    """An item's heading: its subject (mail) or title (notes, documents), or "".
+
+    >>> heading({"subject": "Re: slides"}), heading({"title": "Ideas"}), heading(None)
+    ('Re: slides', 'Ideas', '')
+    """
+    value = (metadata or {}).get("subject") or (metadata or {}).get("title") or ""
+    return value if isinstance(value, str) else ""
+
+
 def embedding_text(content: str, metadata: dict | None) -> str:
-    """The text that is embedded and BM25-indexed for an item: its subject or title, then the content."""
-    metadata = metadata or {}
-    heading = metadata.get("subject") or metadata.get("title") or ""
-    if isinstance(heading, str) and heading and not content.startswith(heading):
-        return f"{heading}\n{content}"
+    """The text that is embedded and BM25-indexed for an item: its heading, then the content."""
+    heading_ = heading(metadata)
+    if heading_ and not content.startswith(heading_):
+        return f"{heading_}\n{content}"
     return content
 
 

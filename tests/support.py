@@ -12,6 +12,27 @@ MARA_TEXTS = [
 ]
 
 
+def train_small_vault(tmp_path_factory, config, engine, texts):
+    """A fresh home with user "mara" holding ``texts``, trained once with ``config`` on ``engine``.
+
+    Yields ``(vault, history, result, progress events)``; for module-scoped fixtures.
+    """
+    import pytest
+
+    from localpers.history import History
+    from localpers.vault import Vault
+    from localpers.writing.train import train_adapter
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LOCALPERS_HOME", str(tmp_path_factory.mktemp("home")))
+        vault = Vault.create("mara", "pw", kdf_seconds=0)
+        history = History(vault)
+        history.add_texts(texts, kind="email")
+        seen: list = []
+        result = train_adapter(vault, config, progress=seen.append, history=history, writer=engine)
+        yield vault, history, result, seen
+
+
 class CountingEmbedder:
     """The real embedder, counting how many texts it was asked to embed."""
 

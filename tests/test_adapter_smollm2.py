@@ -24,6 +24,7 @@ from localpers.llm import Engine
 from localpers.writing.playback import PlaybackConfig
 from localpers.writing.train import TrainConfig, attach_lora, load_base, train_adapter
 from localpers.vault import Vault
+from support import train_small_vault
 from test_train import TEXTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
@@ -40,15 +41,8 @@ def engine():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, engine):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LOCALPERS_HOME", str(tmp_path_factory.mktemp("home")))
-        vault = Vault.create("mara", "pw", kdf_seconds=0)
-        history = History(vault)
-        history.add_texts(TEXTS, kind="email")
-        seen = []
-        result = train_adapter(vault, TrainConfig(**SMALL), progress=seen.append, history=history, writer=engine)
+    for vault, _history, result, seen in train_small_vault(tmp_path_factory, TrainConfig(**SMALL), engine, TEXTS):
         yield vault, result, seen
-        vault.close()
 
 
 def random_lora(recipe, modules, std, seed=0):

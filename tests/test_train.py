@@ -30,6 +30,7 @@ from localpers.writing.train import (
     train_adapter,
 )
 from localpers.vault import Vault
+from support import train_small_vault
 from localpers.writing.writer import Writer
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
@@ -63,15 +64,7 @@ def engine():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, engine):
     """One vault with the sample, trained and installed once for the tests that inspect the result."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LOCALPERS_HOME", str(tmp_path_factory.mktemp("home")))
-        vault = Vault.create("mara", "pw", kdf_seconds=0)
-        history = History(vault)
-        history.add_texts(TEXTS, kind="email")
-        seen = []
-        result = train_adapter(vault, TrainConfig(**SMALL), progress=seen.append, history=history, writer=engine)
-        yield vault, history, result, seen
-        vault.close()
+    yield from train_small_vault(tmp_path_factory, TrainConfig(**SMALL), engine, TEXTS)
 
 
 def test_end_to_end_playback_training_export_install_generate(trained, engine):

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from localpers.history import heading
 from localpers.paths import Config
 from localpers.session import Session as VaultSession
 from localpers.writing.writer import Writer
@@ -81,8 +82,7 @@ class Session(VaultSession):
         out = []
         for example in examples:
             item = history.get(example.item_id)
-            meta = item.metadata if item is not None else {}
-            title = meta.get("subject") or meta.get("title") or ""
+            title = heading(item.metadata if item is not None else None)
             out.append({"title": title, "text": example.text, "score": float(example.score)})
         return out
 

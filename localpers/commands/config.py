@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import click
 
+from ..errors import LocalpersError
 from ..paths import Config, config_path
 
 
@@ -38,14 +39,16 @@ def list_() -> None:
     click.echo(f"# {config_path()}{'' if config_path().exists() else ' (not created yet)'}")
 
 
+def _require_key(key: str) -> None:
+    if key not in Config.keys():
+        raise LocalpersError(f"no setting named {key!r}; settings: {', '.join(Config.keys())}")
+
+
 @config.command()
 @click.argument("key")
 def get(key: str) -> None:
     """Print the value of KEY."""
-    from ..errors import LocalpersError
-
-    if key not in Config.keys():
-        raise LocalpersError(f"no setting named {key!r}; settings: {', '.join(Config.keys())}")
+    _require_key(key)
     click.echo(getattr(Config.load(), key))
 
 
@@ -67,10 +70,7 @@ def set_(key: str, value: str) -> None:
 @click.argument("key")
 def unset(key: str) -> None:
     """Put KEY back to its default."""
-    from ..errors import LocalpersError
-
-    if key not in Config.keys():
-        raise LocalpersError(f"no setting named {key!r}; settings: {', '.join(Config.keys())}")
+    _require_key(key)
     cfg = Config.load()
     setattr(cfg, key, getattr(Config(), key))
     cfg.save()

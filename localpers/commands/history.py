@@ -144,7 +144,7 @@ def search_cmd(query: tuple[str, ...], k: int, hybrid: bool, mmr: bool, lambda_:
                since: str | None, as_json: bool, vault: Vault) -> None:
     """Search your history by meaning."""
     from .. import index
-    from ..history import History
+    from ..history import History, heading
 
     index.llama_will_not_load()  # this process only embeds and searches: skip the llama.cpp guard
 
@@ -161,7 +161,7 @@ def search_cmd(query: tuple[str, ...], k: int, hybrid: bool, mmr: bool, lambda_:
                                    "created": hit.created, "content": hit.content, "metadata": hit.metadata},
                                   ensure_ascii=False))
             continue
-        title = hit.metadata.get("subject") or hit.metadata.get("title") or ""
+        title = heading(hit.metadata)
         click.echo(f"{n}. {hit.score:.3f}  {hit.kind:<6} {_day(hit.created)}  {clip(title, 60)}  [{hit.item_id[:8]}]")
         click.echo(f"   {clip(hit.content, 150)}")
 
@@ -178,14 +178,14 @@ def history_group() -> None:
 @with_vault
 def list_cmd(kinds: tuple[str, ...], since: str | None, limit: int, vault: Vault) -> None:
     """List items, newest first."""
-    from ..history import History
+    from ..history import History, heading
 
     history = History(vault)
     counts = history.kinds()
     click.echo(f"{sum(counts.values()):,} items" + (f" ({', '.join(f'{n:,} {k}' for k, n in counts.items())})"
                                                     if counts else ""))
     for item in history.items(list(kinds) or None, since=since, limit=limit):
-        title = item.metadata.get("subject") or item.metadata.get("title") or item.content
+        title = heading(item.metadata) or item.content
         click.echo(f"{item.id}  {item.kind:<6} {_day(item.created)}  {clip(title, 70)}")
 
 

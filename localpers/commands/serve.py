@@ -54,12 +54,9 @@ def serve(user: str | None, port: int, host: str, allow_remote: bool, queue_size
                     "encrypted (plain HTTP). Use this only on a network you control.", fg="red", bold=True, err=True)
     from ..cli import open_vault
 
-    vault = open_vault(name)
-    try:
+    with open_vault(name) as vault:
         run_server(vault, host=host, port=port, allow_remote=allow_remote, queue_size=queue_size,
                    announce=lambda line: click.echo(line, err=False))
-    finally:
-        vault.close()
     click.echo("Server stopped; the vault is locked.")
 
 

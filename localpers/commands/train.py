@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import LocalpersError
 from .options import user_option
 
 if TYPE_CHECKING:
@@ -100,8 +99,7 @@ def train(user: str | None, steps: int | None, epochs: int | None, max_length: i
 
     model = model or Config.load().writer_model
     require_gguf(model)  # before the passphrase prompt
-    vault = open_vault(user)
-    try:
+    with open_vault(user) as vault:
         if status:
             _status(vault)
             return
@@ -139,8 +137,6 @@ def train(user: str | None, steps: int | None, epochs: int | None, max_length: i
             s = result.adapter.scores
             click.echo(f"Installed: llama.cpp/peft logit correlation {s['logit_correlation']:.4f}. "
                        "`localpers write` now uses it.")
-    finally:
-        vault.close()
 
 
 commands = [train]

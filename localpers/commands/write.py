@@ -56,8 +56,7 @@ def write(user: str | None, instruction: str, mode: str, input_file, no_adapter:
         raise LocalpersError(f"--mode {mode} needs the text to work on: pass --input FILE (or --input - for stdin)")
     if model is not None:
         require_gguf(model)  # before the passphrase prompt
-    vault = open_vault(user)
-    try:
+    with open_vault(user) as vault:
         writer = Session(vault, engine_model=model).writer(
             use_adapter=not no_adapter, use_examples=not no_examples, use_facts=not no_facts, max_tokens=max_tokens,
             temperature=temperature)
@@ -78,8 +77,6 @@ def write(user: str | None, instruction: str, mode: str, input_file, no_adapter:
         if save:
             row = writer.save(draft)
             click.echo(f"Saved as draft {row}.", err=True)
-    finally:
-        vault.close()
 
 
 commands = [write]

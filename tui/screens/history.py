@@ -17,6 +17,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, ProgressBar, Select, Static
 
+from localpers.history import heading
+
 from ..widgets import first_line, relative_day
 from .base import TaskScreen, vault_work
 from .dialogs import ConfirmScreen, PathScreen, TextScreen
@@ -35,10 +37,7 @@ PAGE = 500  # items listed when browsing (newest first); search finds the rest
 
 def item_title(kind: str, content: str, metadata: dict) -> str:
     """What a list shows for an item: its subject or title, else its first line."""
-    for key in ("subject", "title"):
-        if metadata.get(key):
-            return str(metadata[key])
-    return first_line(content, 80)
+    return heading(metadata) or first_line(content, 80)
 
 
 class HistoryScreen(TaskScreen):
