@@ -171,7 +171,7 @@ class BadRow:
 
 
 @dataclass
-class ImportReport:
+class CatalogImport:
     """What an import did."""
 
     catalog: str
@@ -530,13 +530,13 @@ class Catalog:
         """How many items still wait for their embedding."""
         return self.db["items"].count_where("embedded = 0")
 
-    def add_items(self, rows: Iterable[dict | Item], *, default_kind: str = "", report: ImportReport | None = None,
-                  lines: Iterable[int] | None = None) -> ImportReport:
+    def add_items(self, rows: Iterable[dict | Item], *, default_kind: str = "", report: CatalogImport | None = None,
+                  lines: Iterable[int] | None = None) -> CatalogImport:
         """Validate and store items (new ids are added, known ids updated); embeddings come later.
 
         Rows that fail validation are listed in ``report.skipped``; nothing stored is lost.
         """
-        report = report or ImportReport(self.name)
+        report = report or CatalogImport(self.name)
         line_numbers = iter(lines) if lines is not None else iter(range(1, 1 << 62))
         existing = {r["id"]: r for r in self.db.query("select id, digest, text_digest from items")}
         next_position = (self.db.execute("select coalesce(max(position), 0) + 1 from items").fetchone()[0])
@@ -593,7 +593,7 @@ class Catalog:
 
     def import_file(self, path: str | Path, *, default_kind: str = "", embedder: Any = None,
                     progress: Callable[[int, int], None] | None = None,
-                    columns: dict[str, str] | None = None, vectors: str | Path | None = None) -> ImportReport:
+                    columns: dict[str, str] | None = None, vectors: str | Path | None = None) -> CatalogImport:
         """Import a JSONL/JSON/CSV file, then embed what is new or changed.
 
         ``columns`` names the fields that play the roles id, title, kind, text and tags

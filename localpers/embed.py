@@ -33,6 +33,8 @@ import numpy as np
 
 from . import models
 from .errors import LocalpersError
+from .llm import amx_off_if_unusable
+from .paths import DEFAULT_MODEL
 from .threads import available, configured
 
 MAX_TOKENS = 256  # what sentence-transformers reads of a text with this model (sentence_bert_config.json)
@@ -154,11 +156,12 @@ class SentenceTransformerEmbedder:
 class LlamaEmbedder:
     """Embeddings from a GGUF model through llama.cpp (mean-pooled, normalized)."""
 
-    def __init__(self, model: str | Path = "gemma3-270m", *, threads: int | None = None) -> None:
+    def __init__(self, model: str | Path = DEFAULT_MODEL, *, threads: int | None = None) -> None:
         import llama_cpp  # deferred: ~0.5 s to import
 
-        self.llm = llama_cpp.Llama(model_path=str(models.ensure(model)), embedding=True, n_ctx=512,
-                                   n_threads=threads or available(configured()), verbose=False)
+        with amx_off_if_unusable(llama_cpp.llama_cpp):  # this VM kind lists AMX but traps on it
+            self.llm = llama_cpp.Llama(model_path=str(models.ensure(model)), embedding=True, n_ctx=512,
+                                       n_threads=threads or available(configured()), verbose=False)
         self.dim = int(self.llm.n_embd())
         self.name = f"llama:{model}"
 

@@ -73,7 +73,7 @@ ProgressFn = Callable[[int, "int | None", str], None]
 
 
 @dataclass
-class Item:
+class HistoryItem:
     """One stored item of the user's history."""
 
     id: str
@@ -103,7 +103,7 @@ class Hit:
 
 
 @dataclass
-class ImportReport:
+class HistoryImport:
     """What one import did. ``rejected`` lists every record not imported for a fault, with why."""
 
     source: str
@@ -536,7 +536,7 @@ class History:
                     sent_from: Sequence[str] | str | None = None, text_field: str | None = None,
                     columns: dict[str, str] | None = None, user_id: str | None = None, min_words: int = 3,
                     progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-                    rating_scale: str | None = None) -> ImportReport:
+                    rating_scale: str | None = None) -> HistoryImport:
         """Import one source (file or folder) into the history; see :mod:`localpers.sources` for formats.
 
         ``format`` picks the importer (default: guessed from the path); ``kind`` overrides
@@ -560,7 +560,7 @@ class History:
         options = [source.format, str(source.path), kind, addresses, text_field, sorted((columns or {}).items()),
                    user_id, min_words] + ([rating_scale] if rating_scale else [])
         key = self.vault.keyed_hash(repr(options), "import")
-        report = ImportReport(source=str(source.path), format=source.format)
+        report = HistoryImport(source=str(source.path), format=source.format)
         identity = source.identity()
         position = None
         saved = self.vault.imports.get(key)
@@ -632,12 +632,12 @@ class History:
 
     # ------------------------------------------------------------------ reading
 
-    def _row_item(self, row: dict) -> Item:
-        return Item(id=row["id"], kind=row["kind"], created=row["created"], content=row.get("content") or "",
+    def _row_item(self, row: dict) -> HistoryItem:
+        return HistoryItem(id=row["id"], kind=row["kind"], created=row["created"], content=row.get("content") or "",
                     metadata=row.get("metadata") or {}, source_type=row.get("source_type") or "",
                     source=row.get("source") or {})
 
-    def get(self, item_id: str) -> Item | None:
+    def get(self, item_id: str) -> HistoryItem | None:
         """One item by id, or None."""
         row = self.vault.items.get(item_id)
         return None if row is None else self._row_item(row)
@@ -657,7 +657,7 @@ class History:
         return (" and ".join(clauses) or None), params
 
     def items(self, kinds: Iterable[str] | str | None = None, *, since: Any = None, limit: int | None = None,
-              offset: int = 0) -> Iterator[Item]:
+              offset: int = 0) -> Iterator[HistoryItem]:
         """Items newest first, optionally only some kinds, since a date, a page at a time."""
         where, params = self._where(kinds, since)
         if offset:

@@ -49,7 +49,7 @@ import numpy as np
 from . import models
 from . import threads as threads_mod
 from .errors import LocalpersError
-from .paths import Config
+from .paths import DEFAULT_MODEL, Config
 
 # Prompt tokens are evaluated in aligned chunks of this many (see the module docstring).
 # Small enough that a shared instruction is mostly reused, large enough to batch well.
@@ -71,7 +71,7 @@ class Engine:
 
     def __init__(
         self,
-        model: str | Path = "gemma3-270m",
+        model: str | Path = DEFAULT_MODEL,
         *,
         n_ctx: int | None = None,
         threads: int | None = None,
@@ -92,7 +92,7 @@ class Engine:
         self.adaptive = threads is None
         self.threads = threads_mod.available(self.most_threads) if self.adaptive else self.most_threads
         try:
-            with _amx_off_if_unusable(llama_cpp.llama_cpp):
+            with amx_off_if_unusable(llama_cpp.llama_cpp):
                 self.llm = llama_cpp.Llama(
                     model_path=str(self.model_path),
                     n_ctx=n_ctx,
@@ -114,7 +114,7 @@ class Engine:
         self._end_tokens: list[int] | None = None  # end-of-generation token ids, found on first use
 
     @classmethod
-    def shared(cls, model: str | Path = "gemma3-270m", **kwargs: Any) -> "Engine":
+    def shared(cls, model: str | Path = DEFAULT_MODEL, **kwargs: Any) -> "Engine":
         """The process-wide engine for ``model``: loaded on first call, reused after."""
         key = (str(models.ensure(model)), tuple(sorted(kwargs.items())))
         with cls._shared_lock:
@@ -377,7 +377,7 @@ class Engine:
 
 
 @contextlib.contextmanager
-def _amx_off_if_unusable(bindings: Any) -> Iterator[None]:
+def amx_off_if_unusable(bindings: Any) -> Iterator[None]:
     """Load without llama.cpp's extra buffer types (its AMX kernels) on CPUs that list AMX.
 
     Some VMs (Firecracker) list AMX in /proc/cpuinfo without enabling its tile state, and

@@ -96,6 +96,10 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# The embedded default writer model (a registry name in localpers.models).
+DEFAULT_MODEL = "gemma3-270m"
+
+
 @dataclass
 class Config:
     """Settings from ``config.toml``. Unknown keys are kept out; missing keys take these defaults.
@@ -114,7 +118,7 @@ class Config:
     keys that differ from these defaults are written.
     """
 
-    writer_model: str = "gemma3-270m"
+    writer_model: str = DEFAULT_MODEL
     playback_model: str = "smollm2-135m-instruct"
     embedding_model: str = "all-minilm-l6-v2"
     threads: int = field(default_factory=default_threads)

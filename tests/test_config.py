@@ -90,6 +90,7 @@ def test_context_size_and_threads_reach_the_engine_opened_the_product_way(home):
     from localpers.llm import Engine
 
     Config(context_size=768, threads=1, writer_model="smollm2-135m-instruct").save()
+    Engine._shared.clear()  # an engine an earlier test loaded was made with the default settings
     engine = Engine.shared(Config.load().writer_model)  # as Writer, serve and recommend open it
     try:
         assert engine.llm.n_ctx() == 768

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from ..adapters import clip, load_recipe
 from ..errors import LocalpersError
+from ..paths import DEFAULT_MODEL
 from ..vault import WRITTEN_KINDS
 
 if TYPE_CHECKING:
@@ -187,7 +188,7 @@ def adapter_readiness(vault: Vault | None, *, min_texts: int | None = None, n_te
     """
     if min_texts is None:
         try:
-            min_texts = load_recipe("gemma3-270m").min_texts
+            min_texts = load_recipe(DEFAULT_MODEL).min_texts
         except LocalpersError:
             min_texts = DEFAULT_MIN_TEXTS
     if n_texts is None:

@@ -64,7 +64,7 @@ from ..adapters import Recipe, load_recipe, recipe_for_model
 from ..errors import LocalpersError
 from ..history import History
 from ..llm import Engine
-from ..paths import models_dir
+from ..paths import DEFAULT_MODEL, models_dir
 from ..text import clock_duration as format_seconds
 from .adapter import AdapterInfo, export_gguf, install_verified
 from .context import CHECKPOINT_BLOB, WRITTEN_KINDS, adapter_readiness, retrieve, style_summary
@@ -91,7 +91,7 @@ class TrainConfig:
         256
     """
 
-    model: str = "gemma3-270m"
+    model: str = DEFAULT_MODEL
     rank: int | None = None
     alpha: float | None = None
     learning_rate: float | None = None
@@ -198,7 +198,7 @@ class Sample:
 # ---------------------------------------------------------------------- the base model
 
 
-def load_base(model: str | Path = "gemma3-270m", *, threads: int | None = None) -> tuple[Any, Any]:
+def load_base(model: str | Path = DEFAULT_MODEL, *, threads: int | None = None) -> tuple[Any, Any]:
     """The base model and tokenizer in transformers, from the same GGUF llama.cpp serves.
 
     Dequantizing the GGUF takes most of a minute, so the result is kept next to the
@@ -368,7 +368,7 @@ def training_dtype(precision: str = "auto") -> Any:
     return torch.bfloat16 if native else torch.float32
 
 
-def training_model(recipe: Recipe, model: str | Path = "gemma3-270m", *, threads: int | None = None,
+def training_model(recipe: Recipe, model: str | Path = DEFAULT_MODEL, *, threads: int | None = None,
                    lora_state: dict | None = None, dtype: Any = None) -> tuple[Any, Any]:
     """The base model with fresh LoRA layers (or ``lora_state``), ready to train: ``(peft model, tokenizer)``.
 
@@ -756,7 +756,7 @@ def install_trained(vault: Vault, result: TrainResult, *, engine: Any = None,
                     progress: Callable[[Any], None] | None = None) -> AdapterInfo:
     """Export a :class:`TrainResult`'s model, verify it, and install it (see :func:`install_verified`)."""
     tell = progress or (lambda p: None)
-    recipe = result.recipe or load_recipe("gemma3-270m")
+    recipe = result.recipe or load_recipe(DEFAULT_MODEL)
     base_model = result.base_model or recipe.name
     engine = engine or Engine.shared(base_model)
     tell(TrainProgress("exporting", result.steps, result.total_steps, message="writing the GGUF adapter"))

@@ -48,7 +48,7 @@ from ..errors import LocalpersError
 from ..disclosure import choose_profile_facts, profile_facts
 from ..history import History
 from ..llm import Engine
-from ..paths import Config
+from ..paths import DEFAULT_MODEL, Config
 from ..vault import coarse_time
 from .adapter import load as load_adapter
 from .context import WRITTEN_KINDS, Example, key_facts, readiness_message, retrieve, style_summary
@@ -176,7 +176,7 @@ class Writer:
             self.recipe: Recipe = recipe_for_model(engine.model_path)
             self.supported = True
         except LocalpersError:  # any GGUF can write; only recipe models get adapters
-            self.recipe, self.supported = load_recipe("gemma3-270m"), False
+            self.recipe, self.supported = load_recipe(DEFAULT_MODEL), False
         self.k = self.recipe.rag_examples if k is None else k
         self.max_tokens, self.temperature, self.repeat_penalty = max_tokens, temperature, repeat_penalty
         self._style: str | None = None
