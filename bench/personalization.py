@@ -436,8 +436,9 @@ def main() -> None:
 
     summary = {"bench": "personalization", "quick": args.quick, "wall_s": round(total, 1), "peak_rss_mb": round(peak_mb),
                "cold_start_model": args.cold_start_model or "default",
-               "targets_met": all(r.get("beats_base_by_20pct", True) and r.get("beats_retrieval_only", True)
-                                  for r in results.values()),
+               # The adapter targets; None when no adapter setting ran (nothing to judge).
+               "targets_met": (all(r["beats_base_by_20pct"] and r["beats_retrieval_only"] for r in results.values())
+                               if all("beats_base_by_20pct" in r for r in results.values()) else None),
                "users": {u: figures(r) for u, r in results.items()}}
     print(json.dumps(summary))
 
