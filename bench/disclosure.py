@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import resource
 import sys
 import time
@@ -441,8 +442,9 @@ def main() -> None:
               f"{len(ours['counts']) - wins - losses} same, {losses} more", flush=True)
     single_thread.unregister()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak memory {peak_mb:.0f} MB; total {time.perf_counter() - began:.0f} s "
-          "(machine shared with other jobs: times are inflated)")
+    load = os.getloadavg()[0]
+    print(f"peak memory {peak_mb:.0f} MB; total {time.perf_counter() - began:.0f} s; load average {load:.1f} on "
+          f"{os.cpu_count()} CPUs" + (" (busy: wall times are inflated)" if load > 0.75 * (os.cpu_count() or 1) else ""))
     summary = {"bench": "disclosure", "quick": args.quick, "delta": args.delta, "peak_memory_mb": round(peak_mb),
                "seconds": round(time.perf_counter() - began, 1)}
     never_worse = all(r["ours"]["median"] <= r["importance"]["median"] and r["ours"]["mean"] <= r["importance"]["mean"]

@@ -827,21 +827,8 @@ class _MonteCarlo:
         horizon = min(orders.shape[1], self.rollout_horizon)
         uniforms = rng.random(m)
         normals = rng.standard_normal((m, len(post.num_idx)))
-        blocks = []
-        which = np.empty((len(orders), len(X), horizon), dtype=int)  # the block of draws for each prefix
-        for r, row in enumerate(X):
-            # The candidate orders share many prefixes as sets ({b1, b0} is the base order's first two):
-            # each distinct set of revealed features is conditioned on and sampled once.
-            seen: dict[frozenset, tuple[Posterior, int]] = {}
-            for c, order in enumerate(orders):
-                step, prefix = post, frozenset()
-                for t, i in enumerate(order[:horizon]):
-                    prefix = prefix | {int(i)}
-                    if prefix not in seen:
-                        after = step.given(int(i), row[i])
-                        seen[prefix] = (after, len(blocks))
-                        blocks.append(after.sample(m, rng, uniforms=uniforms, normals=normals))
-                    step, which[c, r, t] = seen[prefix]
+        blocks, which = _per_prefix(post, orders, X, horizon,
+                                    lambda after: after.sample(m, rng, uniforms=uniforms, normals=normals))
         decisions = _chunked(self.decide, np.concatenate(blocks)).reshape(len(blocks), m)
         top = np.max([(decisions == label).sum(-1) for label in range(self.n_labels)], axis=0) / m
         out = np.zeros((len(orders), len(X), orders.shape[1]))
@@ -1118,15 +1105,32 @@ def _conditioned_paths(evaluator: _ClosedForm, post: Posterior, orders: np.ndarr
     Shape (orders, len(X), steps), later steps 0. Each distinct set of revealed features is
     conditioned on once per drawn person (orders share prefixes as sets).
     """
+    confidence, which = _per_prefix(post, orders, X, horizon, lambda after: evaluator.assess(after).confidence)
     out = np.zeros((len(orders), len(X), orders.shape[1]))
+    out[:, :, :which.shape[2]] = np.asarray(confidence, dtype=float)[which] if confidence else 0.0
+    return out
+
+
+def _per_prefix(post: Posterior, orders: np.ndarray, X: np.ndarray, horizon: int,
+                value: Callable[[Posterior], Any]) -> tuple[list, np.ndarray]:
+    """``value`` of the posterior after each distinct prefix of ``orders`` (first ``horizon`` steps) for each
+    drawn person in ``X``, in the order met, and for each (order, person, step) the index of its value.
+
+    The candidate orders share many prefixes as sets ({b1, b0} is the base order's first two), so each
+    distinct set of revealed features is conditioned on once per person.
+    """
+    horizon = min(horizon, orders.shape[1])
+    values: list = []
+    which = np.zeros((len(orders), len(X), horizon), dtype=int)
     for r, row in enumerate(X):
-        seen: dict[frozenset, tuple[Posterior, float]] = {}
+        seen: dict[frozenset, tuple[Posterior, int]] = {}
         for c, order in enumerate(orders):
             step, prefix = post, frozenset()
             for t, i in enumerate(order[:horizon]):
                 prefix = prefix | {int(i)}
                 if prefix not in seen:
                     after = step.given(int(i), row[i])
-                    seen[prefix] = (after, evaluator.assess(after).confidence)
-                step, out[c, r, t] = seen[prefix]
-    return out
+                    seen[prefix] = (after, len(values))
+                    values.append(value(after))
+                step, which[c, r, t] = seen[prefix]
+    return values, which
