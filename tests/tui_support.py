@@ -6,6 +6,7 @@ Building the demo profile embeds 61 texts and a 98-item catalog (tens of seconds
 
 from __future__ import annotations
 
+import atexit
 import io
 import shutil
 import tempfile
@@ -25,7 +26,9 @@ def demo_template() -> Path:
         from localpers.recommend import Recommender
         from localpers.demo import open_demo
 
-        home = Path(tempfile.mkdtemp(prefix="localpers-tui-template-")) / "home"
+        root = Path(tempfile.mkdtemp(prefix="localpers-tui-template-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)  # one per process; gone when it exits
+        home = root / "home"
         home.mkdir()
         vault = open_demo(home=home / "users")
         # One list now caches the embedded interests (sealed), so tests start without the embedding model.
